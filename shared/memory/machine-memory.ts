@@ -1,0 +1,199 @@
+/**
+ * MachineMemory: the ONLY holder of the machine's SharedArrayBuffer and of the
+ * typed views over it (the one door to memory; see docs/ARCHITECTURE.md).
+ *
+ * Every other module reaches memory through this class (the hypervisor, which
+ * sees machine addresses), through DomainMemory (a domain's MMU-checked view,
+ * shared/memory/domain-memory.ts), or through a MemRegion built on either.
+ *
+ * Ordering contract (the JS memory model, as Xen's barriers map onto it):
+ *  - plain reads/writes (DataView, copies) are unordered between threads;
+ *  - an `atomicStore32` is a release: every earlier write (plain or atomic) by the
+ *    same thread is visible to a thread that observes the stored value through an
+ *    `atomicLoad32` (an acquire). This is our `wmb()`/`rmb()` pair;
+ *  - read-modify-write atomics (add/or/and/cmpxchg) are full barriers (`mb()`).
+ * Every publish of an index or flag therefore goes through an atomic, and the
+ * comment at each call site says who must see what.
+ */
+import { asMachineAddr, type MachineAddr, type Mfn } from '../types.ts';
+
+export const PAGE_SIZES = [4096, 16384] as const;
+export type PageSize = (typeof PAGE_SIZES)[number];
+
+export interface MachineMemoryConfig {
+  /** Bytes of machine memory; a multiple of pageSize. Default 256 MiB. */
+  readonly memBytes: number;
+  /** 4 KiB (x86, Arm) or 16 KiB (as ia64 could be configured). */
+  readonly pageSize: PageSize;
+}
+
+export const DEFAULT_MEMORY: MachineMemoryConfig = { memBytes: 256 * 1024 * 1024, pageSize: 4096 };
+/** Largest machine we accept: 16 GiB (the host has 24 GiB; V8 allows larger buffers). */
+export const MAX_MEM_BYTES = 16 * 1024 * 1024 * 1024;
+
+export type WaitResult = 'ok' | 'not-equal' | 'timed-out';
+
+// The whole project assumes little-endian hosts, as Xen's x86/Arm ABIs are.
+// SAFETY: checked once here so that typed-array (host order) and DataView(LE) agree.
+{
+  const probe = new Uint16Array([0x0102]);
+  if (new Uint8Array(probe.buffer)[0] !== 0x02) throw new Error('xensim needs a little-endian host');
+}
+
+export class MachineMemory {
+  readonly sab: SharedArrayBuffer;
+  readonly byteLength: number;
+  readonly pageSize: PageSize;
+  readonly pageShift: number;
+  readonly frames: number;
+  private readonly u8: Uint8Array;
+  private readonly u16: Uint16Array;
+  private readonly i32: Int32Array;
+  private readonly dv: DataView;
+
+  private constructor(sab: SharedArrayBuffer, pageSize: PageSize) {
+    this.sab = sab;
+    this.byteLength = sab.byteLength;
+    this.pageSize = pageSize;
+    this.pageShift = Math.log2(pageSize);
+    this.frames = sab.byteLength / pageSize;
+    this.u8 = new Uint8Array(sab);
+    this.u16 = new Uint16Array(sab);
+    this.i32 = new Int32Array(sab);
+    this.dv = new DataView(sab);
+  }
+
+  /** [create cfg] allocates a fresh, zeroed machine memory. */
+  static create(cfg: MachineMemoryConfig = DEFAULT_MEMORY): MachineMemory {
+    if (!PAGE_SIZES.includes(cfg.pageSize)) {
+      throw new RangeError(`page size must be one of ${PAGE_SIZES.join(', ')}, got ${cfg.pageSize}`);
+    }
+    if (!Number.isSafeInteger(cfg.memBytes) || cfg.memBytes <= 0 || cfg.memBytes % cfg.pageSize !== 0) {
+      throw new RangeError(`machine memory must be a positive multiple of the page size (${cfg.pageSize}), got ${cfg.memBytes}`);
+    }
+    if (cfg.memBytes < 16 * cfg.pageSize * 64) {
+      throw new RangeError(`machine memory of ${cfg.memBytes} bytes is too small (at least ${16 * cfg.pageSize * 64})`);
+    }
+    if (cfg.memBytes > MAX_MEM_BYTES) {
+      throw new RangeError(`machine memory of ${cfg.memBytes} bytes exceeds the ${MAX_MEM_BYTES}-byte limit`);
+    }
+    return new MachineMemory(new SharedArrayBuffer(cfg.memBytes), cfg.pageSize);
+  }
+
+  /** [attach sab pageSize] is a view of memory created elsewhere (in another worker). */
+  static attach(sab: SharedArrayBuffer, pageSize: PageSize): MachineMemory {
+    if (sab.byteLength % pageSize !== 0) throw new RangeError('machine memory is not a whole number of frames');
+    return new MachineMemory(sab, pageSize);
+  }
+
+  /** [frameAddr mfn] is the machine address of frame mfn's first byte. */
+  frameAddr(mfn: Mfn): MachineAddr {
+    if (mfn >= this.frames) throw new RangeError(`mfn ${mfn} is beyond machine memory (${this.frames} frames)`);
+    return (mfn * this.pageSize) as MachineAddr;
+  }
+
+  /** [frameOf addr] is the machine frame holding addr. */
+  frameOf(addr: MachineAddr): Mfn {
+    return Math.floor(addr / this.pageSize) as Mfn;
+  }
+
+  private check(addr: number, len: number): void {
+    // SAFETY: every access below is bounds-checked here; typed arrays would
+    // silently drop out-of-range writes, which would hide bugs.
+    if (!(addr >= 0 && len >= 0 && addr + len <= this.byteLength)) {
+      throw new RangeError(`machine access ${addr.toString(16)}+${len} is outside memory (${this.byteLength} bytes)`);
+    }
+  }
+  private check32(addr: number): number {
+    this.check(addr, 4);
+    if ((addr & 3) !== 0) throw new RangeError(`atomic 32-bit access at ${addr.toString(16)} is not 4-byte aligned`);
+    return addr / 4;
+  }
+  private check16(addr: number): number {
+    this.check(addr, 2);
+    if ((addr & 1) !== 0) throw new RangeError(`atomic 16-bit access at ${addr.toString(16)} is not 2-byte aligned`);
+    return addr / 2;
+  }
+
+  // ---- plain little-endian loads and stores (payload and private fields) ----
+  getU8(a: MachineAddr): number { this.check(a, 1); return this.u8[a] as number; }
+  setU8(a: MachineAddr, v: number): void { this.check(a, 1); this.u8[a] = v; }
+  getU16(a: MachineAddr): number { this.check(a, 2); return this.dv.getUint16(a, true); }
+  setU16(a: MachineAddr, v: number): void { this.check(a, 2); this.dv.setUint16(a, v, true); }
+  getI16(a: MachineAddr): number { this.check(a, 2); return this.dv.getInt16(a, true); }
+  setI16(a: MachineAddr, v: number): void { this.check(a, 2); this.dv.setInt16(a, v, true); }
+  getU32(a: MachineAddr): number { this.check(a, 4); return this.dv.getUint32(a, true); }
+  setU32(a: MachineAddr, v: number): void { this.check(a, 4); this.dv.setUint32(a, v, true); }
+  getI32(a: MachineAddr): number { this.check(a, 4); return this.dv.getInt32(a, true); }
+  setI32(a: MachineAddr, v: number): void { this.check(a, 4); this.dv.setInt32(a, v, true); }
+  getU64(a: MachineAddr): bigint { this.check(a, 8); return this.dv.getBigUint64(a, true); }
+  setU64(a: MachineAddr, v: bigint): void { this.check(a, 8); this.dv.setBigUint64(a, v, true); }
+
+  // ---- atomics (indices, flags, doorbells) ----
+  /** Acquire load: sees every write made before the matching atomicStore32. */
+  atomicLoad32(a: MachineAddr): number { return Atomics.load(this.i32, this.check32(a)); }
+  /** Release store: every earlier write by this thread is visible to an acquirer of v. */
+  atomicStore32(a: MachineAddr, v: number): void { Atomics.store(this.i32, this.check32(a), v | 0); }
+  /** Full barrier; returns the previous value. */
+  atomicAdd32(a: MachineAddr, v: number): number { return Atomics.add(this.i32, this.check32(a), v | 0); }
+  atomicOr32(a: MachineAddr, v: number): number { return Atomics.or(this.i32, this.check32(a), v | 0); }
+  atomicAnd32(a: MachineAddr, v: number): number { return Atomics.and(this.i32, this.check32(a), v | 0); }
+  atomicExchange32(a: MachineAddr, v: number): number { return Atomics.exchange(this.i32, this.check32(a), v | 0); }
+  /** Full barrier; returns the previous value (== expected on success). Values are signed int32. */
+  atomicCmpxchg32(a: MachineAddr, expected: number, replacement: number): number {
+    return Atomics.compareExchange(this.i32, this.check32(a), expected | 0, replacement | 0);
+  }
+  atomicLoad16(a: MachineAddr): number { return Atomics.load(this.u16, this.check16(a)); }
+  atomicStore16(a: MachineAddr, v: number): void { Atomics.store(this.u16, this.check16(a), v & 0xffff); }
+  atomicCmpxchg16(a: MachineAddr, expected: number, replacement: number): number {
+    return Atomics.compareExchange(this.u16, this.check16(a), expected & 0xffff, replacement & 0xffff);
+  }
+  atomicOr16(a: MachineAddr, v: number): number { return Atomics.or(this.u16, this.check16(a), v & 0xffff); }
+  atomicAnd16(a: MachineAddr, v: number): number { return Atomics.and(this.u16, this.check16(a), v & 0xffff); }
+
+  /** Sleeps while the word at a equals expected (the caller re-checks its condition after). */
+  wait32(a: MachineAddr, expected: number, timeoutMs: number): WaitResult {
+    return Atomics.wait(this.i32, this.check32(a), expected | 0, timeoutMs);
+  }
+  /** Async variant for event-loop driven threads; keep a ref'd handle while awaiting. */
+  waitAsync32(a: MachineAddr, expected: number, timeoutMs: number): Promise<WaitResult> | WaitResult {
+    const r = Atomics.waitAsync(this.i32, this.check32(a), expected | 0, timeoutMs);
+    return r.async ? r.value : r.value;
+  }
+  /** Wakes up to count waiters on the word at a; returns how many woke. */
+  notify32(a: MachineAddr, count = Infinity): number {
+    return Atomics.notify(this.i32, this.check32(a), count);
+  }
+
+  // ---- bulk copies (one memcpy each; never loops) ----
+  copy(dst: MachineAddr, src: MachineAddr, len: number): void {
+    this.check(dst, len); this.check(src, len);
+    this.u8.copyWithin(dst, src, src + len);
+  }
+  copyIn(dst: MachineAddr, from: Uint8Array, fromOff = 0, len = from.length - fromOff): void {
+    this.check(dst, len);
+    if (fromOff < 0 || fromOff + len > from.length) throw new RangeError('copyIn source range is outside the buffer');
+    this.u8.set(len === from.length && fromOff === 0 ? from : from.subarray(fromOff, fromOff + len), dst);
+  }
+  copyOut(src: MachineAddr, into: Uint8Array, intoOff = 0, len = into.length - intoOff): void {
+    this.check(src, len);
+    if (intoOff < 0 || intoOff + len > into.length) throw new RangeError('copyOut target range is outside the buffer');
+    into.set(this.u8.subarray(src, src + len), intoOff);
+  }
+  fill(dst: MachineAddr, len: number, byte = 0): void {
+    this.check(dst, len);
+    this.u8.fill(byte, dst, dst + len);
+  }
+  /** [equal a b len] compares two machine ranges byte for byte. */
+  equal(a: MachineAddr, b: MachineAddr, len: number): boolean {
+    this.check(a, len); this.check(b, len);
+    return Buffer.compare(Buffer.from(this.u8.buffer, a, len), Buffer.from(this.u8.buffer, b, len)) === 0;
+  }
+  /** [bytesEqual a bytes] compares a machine range with a private buffer. */
+  bytesEqual(a: MachineAddr, bytes: Uint8Array): boolean {
+    this.check(a, bytes.length);
+    return Buffer.compare(Buffer.from(this.u8.buffer, a, bytes.length), Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)) === 0;
+  }
+
+  addr(n: number): MachineAddr { return asMachineAddr(n); }
+}

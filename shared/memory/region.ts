@@ -1,0 +1,123 @@
+/**
+ * MemRegion: a byte range that may span several frames which are *not*
+ * contiguous in machine memory (a multi-page ring, a grant-mapped buffer).
+ * Rings, the XenStore byte rings and device descriptor queues are written
+ * against this interface only, so they work the same over a domain's checked
+ * view (DomainMemory.region) and over the hypervisor's machine view.
+ *
+ * Each access translates its page through the region's translate function on
+ * every call — no cached translation survives an unmap, so a region over a
+ * page that has since been unmapped faults instead of touching a stale frame.
+ */
+import type { MachineAddr } from '../types.ts';
+import type { MachineMemory, WaitResult } from './machine-memory.ts';
+
+export interface MemRegion {
+  readonly byteLength: number;
+  getU8(off: number): number;
+  setU8(off: number, v: number): void;
+  getU16(off: number): number;
+  setU16(off: number, v: number): void;
+  getI16(off: number): number;
+  setI16(off: number, v: number): void;
+  getU32(off: number): number;
+  setU32(off: number, v: number): void;
+  getU64(off: number): bigint;
+  setU64(off: number, v: bigint): void;
+  /** Acquire load of an aligned 32-bit word (returned as unsigned). */
+  atomicLoadU32(off: number): number;
+  /** Release store of an aligned 32-bit word. */
+  atomicStoreU32(off: number, v: number): void;
+  /** Full-barrier add; returns the previous value (unsigned). */
+  atomicAddU32(off: number, v: number): number;
+  /** Full-barrier compare-exchange; returns the previous value (unsigned). */
+  atomicCmpxchgU32(off: number, expected: number, replacement: number): number;
+  /** Copies len bytes at off into `into` (one memcpy per page touched). */
+  copyOut(off: number, into: Uint8Array, intoOff?: number, len?: number): void;
+  /** Copies len bytes of `from` to off. */
+  copyIn(off: number, from: Uint8Array, fromOff?: number, len?: number): void;
+  fill(off: number, len: number, byte?: number): void;
+  /** Sleep while the aligned word at off equals expected. */
+  wait32(off: number, expected: number, timeoutMs: number): WaitResult;
+  notify32(off: number, count?: number): number;
+}
+
+/**
+ * [PagedRegion mem pageCount translate] is a region of pageCount pages whose
+ * page i lives at translate(i, write). translate throws (e.g. MemoryFault) when
+ * the page may not be accessed that way.
+ */
+export class PagedRegion implements MemRegion {
+  readonly byteLength: number;
+  private readonly shift: number;
+  private readonly mask: number;
+
+  constructor(
+    private readonly mem: MachineMemory,
+    readonly pageCount: number,
+    private readonly translate: (page: number, write: boolean) => MachineAddr,
+  ) {
+    this.byteLength = pageCount * mem.pageSize;
+    this.shift = mem.pageShift;
+    this.mask = mem.pageSize - 1;
+  }
+
+  /** Machine address of [off, off+len) if it lies within one page. */
+  private at(off: number, len: number, write: boolean): MachineAddr {
+    if (!(off >= 0 && off + len <= this.byteLength)) {
+      throw new RangeError(`region access ${off}+${len} is outside the ${this.byteLength}-byte region`);
+    }
+    const page = off >>> this.shift;
+    if (((off + len - 1) >>> this.shift) !== page) throw new RangeError(`scalar access at ${off}+${len} straddles a page`);
+    return ((this.translate(page, write) as number) + (off & this.mask)) as MachineAddr;
+  }
+
+  getU8(off: number): number { return this.mem.getU8(this.at(off, 1, false)); }
+  setU8(off: number, v: number): void { this.mem.setU8(this.at(off, 1, true), v); }
+  getU16(off: number): number { return this.mem.getU16(this.at(off, 2, false)); }
+  setU16(off: number, v: number): void { this.mem.setU16(this.at(off, 2, true), v); }
+  getI16(off: number): number { return this.mem.getI16(this.at(off, 2, false)); }
+  setI16(off: number, v: number): void { this.mem.setI16(this.at(off, 2, true), v); }
+  getU32(off: number): number { return this.mem.getU32(this.at(off, 4, false)); }
+  setU32(off: number, v: number): void { this.mem.setU32(this.at(off, 4, true), v); }
+  getU64(off: number): bigint { return this.mem.getU64(this.at(off, 8, false)); }
+  setU64(off: number, v: bigint): void { this.mem.setU64(this.at(off, 8, true), v); }
+  atomicLoadU32(off: number): number { return this.mem.atomicLoad32(this.at(off, 4, false)) >>> 0; }
+  atomicStoreU32(off: number, v: number): void { this.mem.atomicStore32(this.at(off, 4, true), v); }
+  atomicAddU32(off: number, v: number): number { return this.mem.atomicAdd32(this.at(off, 4, true), v) >>> 0; }
+  atomicCmpxchgU32(off: number, expected: number, replacement: number): number {
+    return this.mem.atomicCmpxchg32(this.at(off, 4, true), expected, replacement) >>> 0;
+  }
+  wait32(off: number, expected: number, timeoutMs: number): WaitResult {
+    return this.mem.wait32(this.at(off, 4, false), expected, timeoutMs);
+  }
+  notify32(off: number, count?: number): number { return this.mem.notify32(this.at(off, 4, false), count); }
+
+  private span(off: number, len: number, fn: (addr: MachineAddr, chunkOff: number, chunkLen: number) => void, write: boolean): void {
+    if (!(off >= 0 && len >= 0 && off + len <= this.byteLength)) {
+      throw new RangeError(`region range ${off}+${len} is outside the ${this.byteLength}-byte region`);
+    }
+    let done = 0;
+    while (done < len) {
+      const o = off + done;
+      const chunk = Math.min(len - done, this.mem.pageSize - (o & this.mask));
+      const base = this.translate(o >>> this.shift, write) as number;
+      fn((base + (o & this.mask)) as MachineAddr, done, chunk);
+      done += chunk;
+    }
+  }
+  copyOut(off: number, into: Uint8Array, intoOff = 0, len = into.length - intoOff): void {
+    this.span(off, len, (a, d, n) => this.mem.copyOut(a, into, intoOff + d, n), false);
+  }
+  copyIn(off: number, from: Uint8Array, fromOff = 0, len = from.length - fromOff): void {
+    this.span(off, len, (a, d, n) => this.mem.copyIn(a, from, fromOff + d, n), true);
+  }
+  fill(off: number, len: number, byte = 0): void {
+    this.span(off, len, (a, _d, n) => this.mem.fill(a, n, byte), true);
+  }
+}
+
+/** [machineRegion mem base len] is a contiguous machine-memory region (hypervisor and tests). */
+export function machineRegion(mem: MachineMemory, base: MachineAddr, pages: number): PagedRegion {
+  return new PagedRegion(mem, pages, (page) => (base + page * mem.pageSize) as MachineAddr);
+}
