@@ -99,6 +99,18 @@ export class DomainMemory {
   getU64(a: GuestAddr): bigint { return this.machine.getU64(this.translate(a, 8, false)); }
   setU64(a: GuestAddr, v: bigint): void { this.machine.setU64(this.translate(a, 8, true), v); }
 
+  // Atomics at guest addresses: for the words a guest shares with Xen or a peer
+  // (shared_info bits, grant-entry flags, ring indices). Same ordering contract
+  // as MachineMemory: loads acquire, stores release, RMWs are full barriers.
+  atomicLoad32(a: GuestAddr): number { return this.machine.atomicLoad32(this.translate(a, 4, false)); }
+  atomicStore32(a: GuestAddr, v: number): void { this.machine.atomicStore32(this.translate(a, 4, true), v); }
+  atomicOr32(a: GuestAddr, v: number): number { return this.machine.atomicOr32(this.translate(a, 4, true), v); }
+  atomicAnd32(a: GuestAddr, v: number): number { return this.machine.atomicAnd32(this.translate(a, 4, true), v); }
+  atomicExchange32(a: GuestAddr, v: number): number { return this.machine.atomicExchange32(this.translate(a, 4, true), v); }
+  atomicCmpxchg32(a: GuestAddr, expected: number, replacement: number): number {
+    return this.machine.atomicCmpxchg32(this.translate(a, 4, true), expected, replacement);
+  }
+
   private span(gpa: number, len: number, write: boolean, fn: (addr: MachineAddr, done: number, n: number) => void): void {
     let done = 0;
     while (done < len) {

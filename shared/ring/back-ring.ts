@@ -1,0 +1,202 @@
+/**
+ * BackRing: the backend's end of a shared ring (ring.h's `__name##_back_ring`
+ * and the back-side macros). The backend consumes requests and produces
+ * responses; it privately keeps `req_cons` and `rsp_prod_pvt`.
+ *
+ * As in ring.h, these methods do NO INTERLOCKS: one thread drives one end,
+ * and `pushResponsesAndCheckNotify` only says whether to kick the frontend.
+ *
+ * The frontend is hostile until proven otherwise:
+ *  - req_prod is read once per check and bounded: a frontend cannot claim more
+ *    than one ring of work (RING_HAS_UNCONSUMED_REQUESTS' min), and an
+ *    impossible req_prod is reported as `req-prod-overflow`
+ *    (RING_REQUEST_PROD_OVERFLOW) so the driver can stop serving the ring;
+ *  - each request slot is copied out ONCE into a private buffer and decoded
+ *    from there (RING_COPY_REQUEST, XSA-155): rewriting the slot afterwards
+ *    cannot change what the backend validates and acts on.
+ */
+import { invariant } from '../invariant.ts';
+import type { MemRegion } from '../memory/region.ts';
+import { err, ok, type Result } from '../result.ts';
+import type { CodecError, RingCodec, RingTypes } from './codec.ts';
+import { SharedRing, type RingError } from './sring.ts';
+import { idxAdd, idxSub, notifyNeeded, type RingIdx } from './u32.ts';
+
+export class BackRing<Req, Rsp> {
+  private readonly sring: SharedRing;
+  private reqConsIdx: RingIdx;
+  private rspProdPvtIdx: RingIdx;
+  /** The last req_prod read and found plausible: requests before it may be copied. */
+  private reqProdSeen: RingIdx;
+  /** Private slot buffer: every entry is decoded and encoded here, never in shared memory. */
+  private readonly scratch: Uint8Array;
+
+  private constructor(
+    region: MemRegion,
+    readonly types: RingTypes<Req, Rsp>,
+    start: RingIdx,
+  ) {
+    invariant(
+      types.request.SIZE <= types.entryBytes && types.response.SIZE <= types.entryBytes,
+      `${types.name}: entries of ${types.entryBytes} bytes cannot hold the request/response`,
+    );
+    this.sring = new SharedRing(region, types.entryBytes);
+    this.reqConsIdx = start;
+    this.rspProdPvtIdx = start;
+    this.reqProdSeen = start;
+    this.scratch = new Uint8Array(types.entryBytes);
+  }
+
+  /**
+   * [init region types] is BACK_RING_INIT: attach at index 0 to a ring the
+   * frontend initialised. The shared page is not touched.
+   */
+  static init<Req, Rsp>(region: MemRegion, types: RingTypes<Req, Rsp>): BackRing<Req, Rsp> {
+    return new BackRing(region, types, 0 as RingIdx);
+  }
+
+  /** [attach region types start] is BACK_RING_ATTACH: req_cons = rsp_prod_pvt = start. */
+  static attach<Req, Rsp>(region: MemRegion, types: RingTypes<Req, Rsp>, start: RingIdx): BackRing<Req, Rsp> {
+    return new BackRing(region, types, start);
+  }
+
+  /** [size] is RING_SIZE: slots in the ring, a power of two. */
+  get size(): number { return this.sring.size; }
+  /** [reqCons] is the index of the next request to consume. */
+  get reqCons(): RingIdx { return this.reqConsIdx; }
+  /** [rspProdPvt] is the index of the next response slot to fill (not yet visible to the frontend). */
+  get rspProdPvt(): RingIdx { return this.rspProdPvtIdx; }
+  /** [shared] is the shared page, for diagnostics and tests. */
+  get shared(): SharedRing { return this.sring; }
+
+  /**
+   * [requestProdOverflow prod] is RING_REQUEST_PROD_OVERFLOW, made stricter:
+   * true if a well-behaved frontend cannot have published prod, i.e. prod is
+   * more than a ring ahead of our responses, or behind what we consumed.
+   */
+  requestProdOverflow(prod: RingIdx): boolean {
+    const outstanding = idxSub(prod, this.rspProdPvtIdx);
+    return outstanding > this.sring.size || outstanding < idxSub(this.reqConsIdx, this.rspProdPvtIdx);
+  }
+
+  /**
+   * [requestConsOverflow cons] is RING_REQUEST_CONS_OVERFLOW: consuming at
+   * cons would reuse a slot whose response we have not produced yet.
+   */
+  requestConsOverflow(cons: RingIdx): boolean {
+    return idxSub(cons, this.rspProdPvtIdx) >= this.sring.size;
+  }
+
+  /**
+   * [unconsumedRequests] is RING_HAS_UNCONSUMED_REQUESTS: how many requests
+   * may be consumed now, min(req_prod − req_cons, size − (req_cons −
+   * rsp_prod_pvt)). It reads req_prod once (acquire: the request slots are
+   * visible after it). An impossible req_prod is `req-prod-overflow`: the
+   * frontend is hostile; stop serving this ring.
+   */
+  unconsumedRequests(): Result<number, RingError> {
+    const reqProd = this.sring.loadReqProd();
+    if (this.requestProdOverflow(reqProd)) {
+      return err({ kind: 'req-prod-overflow', reqProd, reqCons: this.reqConsIdx, rspProdPvt: this.rspProdPvtIdx, size: this.sring.size });
+    }
+    this.reqProdSeen = reqProd;
+    const req = idxSub(reqProd, this.reqConsIdx);
+    const rsp = this.sring.size - idxSub(this.reqConsIdx, this.rspProdPvtIdx);
+    return ok(req < rsp ? req : rsp);
+  }
+
+  /**
+   * [finalCheckForRequests ahead] is RING_FINAL_CHECK_FOR_REQUESTS: true if
+   * requests are ready; otherwise re-arm req_event and check again, closing
+   * the race with a frontend that pushes as we go idle.
+   *
+   * ahead = 1 is Xen's macro: notify me on the next request. A larger ahead is
+   * the batching variant ring.h suggests ("a custom FINAL_CHECK"): the event
+   * index is set further ahead, so the frontend notifies only once `ahead`
+   * requests are waiting. The caller must then bound its sleep (a timeout),
+   * because a frontend that stops short of the batch never notifies.
+   */
+  finalCheckForRequests(ahead = 1): Result<boolean, RingError> {
+    invariant(Number.isInteger(ahead) && ahead >= 1 && ahead <= this.sring.size, `ahead must be in 1..${this.sring.size}, got ${ahead}`);
+    const first = this.unconsumedRequests();
+    if (!first.ok) return first;
+    if (first.value > 0) return ok(true);
+    // Store (seq-cst, our xen_mb()): front sees the new req_event /before/ we
+    // re-read req_prod below, so a request pushed after this store notifies us.
+    this.sring.storeReqEvent(idxAdd(this.reqConsIdx, ahead));
+    const again = this.unconsumedRequests();
+    if (!again.ok) return again;
+    return ok(again.value > 0);
+  }
+
+  /** [copyRequest] is RING_COPY_REQUEST at reqCons, then reqCons++: the decoded private copy. */
+  copyRequest(): Result<Req, CodecError> {
+    return this.copyRequestWith(this.types.request);
+  }
+
+  /**
+   * [copyRequestWith codec] copies the slot at reqCons out ONCE (one copyOut
+   * into a private buffer), advances reqCons and decodes only the private
+   * copy (XSA-155). The slot is consumed even when decoding fails, so the
+   * caller answers it with an error status (blkif errors carry the id). Only
+   * requests counted by the last unconsumedRequests/finalCheckForRequests may
+   * be copied; anything else is a bug in the caller and throws.
+   */
+  copyRequestWith<T>(codec: RingCodec<T>): Result<T, CodecError> {
+    invariant(codec.SIZE <= this.sring.entryBytes, `${codec.name} (${codec.SIZE} B) does not fit a ${this.sring.entryBytes}-byte slot`);
+    const i = this.reqConsIdx;
+    invariant(idxSub(this.reqProdSeen, i) > 0, `${this.types.name}: no request seen at ${i} (req_prod seen ${this.reqProdSeen})`);
+    invariant(!this.requestConsOverflow(i), `${this.types.name}: consuming request ${i} would overrun unanswered slots (rsp_prod_pvt ${this.rspProdPvtIdx})`);
+    this.sring.region.copyOut(this.sring.slotOffset(i), this.scratch, 0, codec.SIZE);
+    this.reqConsIdx = idxAdd(i, 1);
+    return codec.decode(this.scratch, 0);
+  }
+
+  /** [responseSlot i] is the region offset of response i's slot (RING_GET_RESPONSE); i defaults to rspProdPvt. */
+  responseSlot(i: RingIdx = this.rspProdPvtIdx): number {
+    return this.sring.slotOffset(i);
+  }
+
+  /** [putResponse v] writes v into the slot at rspProdPvt and advances it; returns the index used. */
+  putResponse(v: Rsp): RingIdx {
+    return this.putResponseWith(this.types.response, v);
+  }
+
+  /**
+   * [putResponseWith codec v] is putResponse with another layout for this slot
+   * (a netif_extra_info after an RX response with NETRXF_extra_info). Encoded
+   * privately with every byte defined (XSA-216), copied in one piece. A
+   * response needs a consumed request's slot; anything else throws.
+   */
+  putResponseWith<T>(codec: RingCodec<T>, v: T): RingIdx {
+    invariant(codec.SIZE <= this.sring.entryBytes, `${codec.name} (${codec.SIZE} B) does not fit a ${this.sring.entryBytes}-byte slot`);
+    const i = this.rspProdPvtIdx;
+    invariant(idxSub(this.reqConsIdx, i) > 0, `${this.types.name}: no consumed request to answer at ${i} (req_cons ${this.reqConsIdx})`);
+    codec.encode(this.scratch, 0, v);
+    this.sring.region.copyIn(this.sring.slotOffset(i), this.scratch, 0, codec.SIZE);
+    this.rspProdPvtIdx = idxAdd(i, 1);
+    return i;
+  }
+
+  /** [pushResponses] is RING_PUSH_RESPONSES: publish every response put so far. */
+  pushResponses(): void {
+    // Release store: front sees resps /before/ updated producer index.
+    this.sring.storeRspProd(this.rspProdPvtIdx);
+  }
+
+  /**
+   * [pushResponsesAndCheckNotify] is RING_PUSH_RESPONSES_AND_CHECK_NOTIFY:
+   * publish, then tell whether the frontend asked to be notified for one of
+   * the newly published responses (rsp_event in (old, new]).
+   */
+  pushResponsesAndCheckNotify(): boolean {
+    const oldProd = this.sring.loadRspProd();
+    const newProd = this.rspProdPvtIdx;
+    // Release store: front sees resps /before/ updated producer index.
+    this.sring.storeRspProd(newProd);
+    // Sequentially consistent atomics act as xen_mb(): front sees new resps
+    // /before/ we check rsp_event.
+    const event = this.sring.loadRspEvent();
+    return notifyNeeded(newProd, oldProd, event);
+  }
+}

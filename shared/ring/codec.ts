@@ -1,0 +1,658 @@
+/**
+ * Wire codecs for ring entries: blkif and netif requests and responses.
+ *
+ * A codec turns one entry into bytes and back, over a *private* Uint8Array.
+ * Rings never decode from shared memory: they copy the slot out once (one
+ * copyOut, RING_COPY_REQUEST / RING_COPY_RESPONSE) into a private buffer and
+ * decode that, so a peer rewriting the slot meanwhile cannot change what was
+ * validated (XSA-155). Likewise they encode into a private buffer and copy it
+ * in once.
+ *
+ * Contracts:
+ *  - `encode` defines every byte of [off, off + SIZE), padding included, so no
+ *    stale private bytes reach a shared page (XSA-216). It throws RangeError
+ *    when *our own* caller passes a value the wire cannot carry.
+ *  - `decode` never throws on any byte pattern: what cannot be represented
+ *    (an unknown layout, a sector beyond 2^53) is a CodecError carrying the
+ *    offending value and, for blkif, the id and operation to answer with.
+ *    Semantic checks (is this gref ours, is this sector on the disk) belong to
+ *    the driver's request validation, not here.
+ *
+ * All values are little-endian, as on x86 and Arm.
+ */
+import {
+  BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST,
+  BLKIF_MAX_SEGMENTS_PER_REQUEST,
+  BLKIF_OP_DISCARD,
+  BLKIF_OP_FLUSH_DISKCACHE,
+  BLKIF_OP_INDIRECT,
+  BLKIF_OP_READ,
+  BLKIF_OP_WRITE,
+  BLKIF_OP_WRITE_BARRIER,
+  BLKIF_REQUEST,
+  BLKIF_REQUEST_DISCARD,
+  BLKIF_REQUEST_INDIRECT,
+  BLKIF_REQUEST_SEGMENT,
+  BLKIF_RESPONSE,
+  BLKIF_RING_ENTRY_SIZE,
+  type BlkifDirectOp,
+} from '../abi/blkif.ts';
+import {
+  NETIF_EXTRA_INFO,
+  NETIF_RX_REQUEST,
+  NETIF_RX_RESPONSE,
+  NETIF_RX_RING_ENTRY_SIZE,
+  NETIF_TX_REQUEST,
+  NETIF_TX_RESPONSE,
+  NETIF_TX_RING_ENTRY_SIZE,
+  XEN_NETIF_CTRL_REQUEST,
+  XEN_NETIF_CTRL_RESPONSE,
+  XEN_NETIF_CTRL_RING_ENTRY_SIZE,
+  XEN_NETIF_EXTRA_TYPE_GSO,
+  XEN_NETIF_EXTRA_TYPE_HASH,
+  XEN_NETIF_EXTRA_TYPE_MCAST_ADD,
+  XEN_NETIF_EXTRA_TYPE_MCAST_DEL,
+} from '../abi/netif.ts';
+import { err, ok, type Result } from '../result.ts';
+import type { Gref } from '../types.ts';
+
+// ---------------------------------------------------------------------------
+// Codec interface and errors
+
+/** Why a slot's bytes could not be decoded. The values are as the peer wrote them. */
+export type CodecError =
+  | {
+      /** blkif: an operation whose layout we do not know (RESERVED_1, or garbage). */
+      readonly kind: 'unknown-operation';
+      readonly operation: number;
+      readonly id: bigint;
+    }
+  | {
+      /** blkif: nr_segments larger than the direct layout holds. */
+      readonly kind: 'too-many-segments';
+      readonly nrSegments: number;
+      readonly max: number;
+      readonly operation: number;
+      readonly id: bigint;
+    }
+  | {
+      /** blkif: a u64 sector count or number beyond Number.MAX_SAFE_INTEGER. */
+      readonly kind: 'value-out-of-range';
+      readonly field: 'sector_number' | 'nr_sectors';
+      readonly value: bigint;
+      readonly operation: number;
+      readonly id: bigint;
+    }
+  | {
+      /** netif: an extra-info slot of type NONE or beyond XEN_NETIF_EXTRA_TYPE_MAX. */
+      readonly kind: 'unknown-extra-type';
+      readonly type: number;
+      readonly flags: number;
+    };
+
+/** [RingCodec T] encodes and decodes one T in SIZE bytes of a private buffer. */
+export interface RingCodec<T> {
+  readonly name: string;
+  /** sizeof the C struct: bytes written by encode and read by decode. */
+  readonly SIZE: number;
+  /** Writes v at bytes[off, off + SIZE), every byte defined (padding zeroed). */
+  encode(bytes: Uint8Array, off: number, v: T): void;
+  /** Reads a T from bytes[off, off + SIZE); never throws on any content. */
+  decode(bytes: Uint8Array, off: number): Result<T, CodecError>;
+}
+
+/**
+ * [RingTypes Req Rsp] is what DEFINE_RING_TYPES(name, req, rsp) declares: the
+ * entry size (the union of both) and the two entry codecs.
+ */
+export interface RingTypes<Req, Rsp> {
+  readonly name: string;
+  readonly entryBytes: number;
+  readonly request: RingCodec<Req>;
+  readonly response: RingCodec<Rsp>;
+}
+
+// ---------------------------------------------------------------------------
+// Little-endian helpers over a private Uint8Array
+
+const TWO32 = 0x1_0000_0000;
+/** Largest high word of a u64 that still gives a safe integer (2^53 - 1 >> 32). */
+const SAFE_HI_MAX = 0x1f_ffff;
+
+function rdU8(b: Uint8Array, o: number): number {
+  return b[o] as number;
+}
+function rdU16(b: Uint8Array, o: number): number {
+  return (b[o] as number) | ((b[o + 1] as number) << 8);
+}
+function rdI16(b: Uint8Array, o: number): number {
+  return (rdU16(b, o) << 16) >> 16;
+}
+function rdU32(b: Uint8Array, o: number): number {
+  return ((b[o] as number) | ((b[o + 1] as number) << 8) | ((b[o + 2] as number) << 16) | ((b[o + 3] as number) << 24)) >>> 0;
+}
+function rdU64(b: Uint8Array, o: number): bigint {
+  const lo = rdU32(b, o);
+  const hi = rdU32(b, o + 4);
+  return hi === 0 ? BigInt(lo) : (BigInt(hi) << 32n) | BigInt(lo);
+}
+function wrU8(b: Uint8Array, o: number, v: number): void {
+  b[o] = v;
+}
+function wrU16(b: Uint8Array, o: number, v: number): void {
+  b[o] = v & 0xff;
+  b[o + 1] = (v >>> 8) & 0xff;
+}
+function wrU32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v & 0xff;
+  b[o + 1] = (v >>> 8) & 0xff;
+  b[o + 2] = (v >>> 16) & 0xff;
+  b[o + 3] = (v >>> 24) & 0xff;
+}
+function wrU64Big(b: Uint8Array, o: number, v: bigint): void {
+  wrU32(b, o, Number(v & 0xffff_ffffn));
+  wrU32(b, o + 4, Number(v >> 32n));
+}
+function wrU64Num(b: Uint8Array, o: number, v: number): void {
+  wrU32(b, o, v >>> 0);
+  wrU32(b, o + 4, Math.floor(v / TWO32));
+}
+
+function checkUint(v: number, bits: 8 | 16 | 32, field: string): void {
+  if (!(Number.isInteger(v) && v >= 0 && v < 2 ** bits)) throw new RangeError(`${field} must be a u${bits}, got ${v}`);
+}
+function checkInt16(v: number, field: string): void {
+  if (!(Number.isInteger(v) && v >= -0x8000 && v <= 0x7fff)) throw new RangeError(`${field} must be an i16, got ${v}`);
+}
+function checkU64Big(v: bigint, field: string): void {
+  if (v < 0n || v > 0xffff_ffff_ffff_ffffn) throw new RangeError(`${field} must be a u64, got ${v}`);
+}
+function checkSafe(v: number, field: string): void {
+  if (!(Number.isSafeInteger(v) && v >= 0)) throw new RangeError(`${field} must be a non-negative safe integer, got ${v}`);
+}
+function zero(b: Uint8Array, from: number, to: number): void {
+  b.fill(0, from, to);
+}
+
+// ---------------------------------------------------------------------------
+// blkif
+
+/** One (gref, first_sect, last_sect) segment: inclusive 512-byte sectors of one 4 KiB frame. */
+export interface BlkifSegment {
+  readonly gref: Gref;
+  readonly firstSect: number;
+  readonly lastSect: number;
+}
+
+/** READ / WRITE / WRITE_BARRIER / FLUSH_DISKCACHE in the direct layout; nr_segments = seg.length. */
+export interface BlkifRequestDirect {
+  readonly operation: BlkifDirectOp;
+  readonly handle: number;
+  readonly id: bigint;
+  readonly sectorNumber: number;
+  readonly seg: readonly BlkifSegment[];
+}
+
+export interface BlkifRequestDiscard {
+  readonly operation: typeof BLKIF_OP_DISCARD;
+  /** BLKIF_DISCARD_SECURE or 0 (other bits as sent). */
+  readonly flag: number;
+  readonly handle: number;
+  readonly id: bigint;
+  readonly sectorNumber: number;
+  readonly nrSectors: number;
+}
+
+export interface BlkifRequestIndirect {
+  readonly operation: typeof BLKIF_OP_INDIRECT;
+  /** As sent; the backend must check it is READ or WRITE. */
+  readonly indirectOp: number;
+  /** As sent (u16); the backend bounds it by its feature-max-indirect-segments. */
+  readonly nrSegments: number;
+  readonly id: bigint;
+  readonly sectorNumber: number;
+  readonly handle: number;
+  /** All 8 grefs as sent; only the first ceil(nrSegments / 512) are meaningful. */
+  readonly indirectGrefs: readonly Gref[];
+}
+
+export type BlkifRequest = BlkifRequestDirect | BlkifRequestDiscard | BlkifRequestIndirect;
+
+export interface BlkifResponse {
+  readonly id: bigint;
+  readonly operation: number;
+  /** BLKIF_RSP_* as an int16 (a hostile backend may send anything). */
+  readonly status: number;
+}
+
+function isDirectOp(op: number): op is BlkifDirectOp {
+  return op === BLKIF_OP_READ || op === BLKIF_OP_WRITE || op === BLKIF_OP_WRITE_BARRIER || op === BLKIF_OP_FLUSH_DISKCACHE;
+}
+
+/** Reads a u64 that must be a safe integer; null when it is not. */
+function rdSafeU64(b: Uint8Array, o: number): number | null {
+  const hi = rdU32(b, o + 4);
+  if (hi > SAFE_HI_MAX) return null;
+  return hi * TWO32 + rdU32(b, o);
+}
+
+/**
+ * blkif_request in all three layouts, chosen by `operation`: direct (112 B),
+ * discard (32 B) and indirect (64 B). SIZE is the slot's 112 bytes; discard and
+ * indirect encodes zero the rest of it.
+ */
+export const blkifRequestCodec: RingCodec<BlkifRequest> = {
+  name: 'blkif_request',
+  SIZE: BLKIF_REQUEST.SIZE,
+  encode(b, off, v) {
+    zero(b, off, off + BLKIF_REQUEST.SIZE);
+    checkU64Big(v.id, 'blkif id');
+    checkSafe(v.sectorNumber, 'sector_number');
+    checkUint(v.handle, 16, 'handle');
+    switch (v.operation) {
+      case BLKIF_OP_DISCARD: {
+        const L = BLKIF_REQUEST_DISCARD;
+        checkUint(v.flag, 8, 'discard flag');
+        checkSafe(v.nrSectors, 'nr_sectors');
+        wrU8(b, off + L.operation, v.operation);
+        wrU8(b, off + L.flag, v.flag);
+        wrU16(b, off + L.handle, v.handle);
+        wrU64Big(b, off + L.id, v.id);
+        wrU64Num(b, off + L.sector_number, v.sectorNumber);
+        wrU64Num(b, off + L.nr_sectors, v.nrSectors);
+        return;
+      }
+      case BLKIF_OP_INDIRECT: {
+        const L = BLKIF_REQUEST_INDIRECT;
+        checkUint(v.indirectOp, 8, 'indirect_op');
+        checkUint(v.nrSegments, 16, 'indirect nr_segments');
+        if (v.indirectGrefs.length > BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST) {
+          throw new RangeError(`at most ${BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST} indirect grefs, got ${v.indirectGrefs.length}`);
+        }
+        wrU8(b, off + L.operation, v.operation);
+        wrU8(b, off + L.indirect_op, v.indirectOp);
+        wrU16(b, off + L.nr_segments, v.nrSegments);
+        wrU64Big(b, off + L.id, v.id);
+        wrU64Num(b, off + L.sector_number, v.sectorNumber);
+        wrU16(b, off + L.handle, v.handle);
+        for (let i = 0; i < v.indirectGrefs.length; i++) {
+          const g = v.indirectGrefs[i] as Gref;
+          checkUint(g, 32, 'indirect gref');
+          wrU32(b, off + L.indirect_grefs + 4 * i, g);
+        }
+        return;
+      }
+      default: {
+        const L = BLKIF_REQUEST;
+        if (!isDirectOp(v.operation)) throw new RangeError(`operation ${String(v.operation)} has no direct layout`);
+        if (v.seg.length > BLKIF_MAX_SEGMENTS_PER_REQUEST) {
+          throw new RangeError(`at most ${BLKIF_MAX_SEGMENTS_PER_REQUEST} direct segments, got ${v.seg.length}`);
+        }
+        wrU8(b, off + L.operation, v.operation);
+        wrU8(b, off + L.nr_segments, v.seg.length);
+        wrU16(b, off + L.handle, v.handle);
+        wrU64Big(b, off + L.id, v.id);
+        wrU64Num(b, off + L.sector_number, v.sectorNumber);
+        for (let i = 0; i < v.seg.length; i++) {
+          const s = v.seg[i] as BlkifSegment;
+          checkUint(s.gref, 32, 'segment gref');
+          checkUint(s.firstSect, 8, 'first_sect');
+          checkUint(s.lastSect, 8, 'last_sect');
+          const so = off + L.seg + i * BLKIF_REQUEST_SEGMENT.SIZE;
+          wrU32(b, so + BLKIF_REQUEST_SEGMENT.gref, s.gref);
+          wrU8(b, so + BLKIF_REQUEST_SEGMENT.first_sect, s.firstSect);
+          wrU8(b, so + BLKIF_REQUEST_SEGMENT.last_sect, s.lastSect);
+        }
+        return;
+      }
+    }
+  },
+  decode(b, off) {
+    // operation and id sit at the same offsets in all three layouts, so every
+    // error below can still be answered with the id the guest sent.
+    const operation = rdU8(b, off + BLKIF_REQUEST.operation);
+    const id = rdU64(b, off + BLKIF_REQUEST.id);
+    const sectorNumber = rdSafeU64(b, off + BLKIF_REQUEST.sector_number);
+    if (!isDirectOp(operation) && operation !== BLKIF_OP_DISCARD && operation !== BLKIF_OP_INDIRECT) {
+      return err({ kind: 'unknown-operation', operation, id });
+    }
+    if (sectorNumber === null) {
+      return err({ kind: 'value-out-of-range', field: 'sector_number', value: rdU64(b, off + BLKIF_REQUEST.sector_number), operation, id });
+    }
+    if (operation === BLKIF_OP_DISCARD) {
+      const L = BLKIF_REQUEST_DISCARD;
+      const nrSectors = rdSafeU64(b, off + L.nr_sectors);
+      if (nrSectors === null) {
+        return err({ kind: 'value-out-of-range', field: 'nr_sectors', value: rdU64(b, off + L.nr_sectors), operation, id });
+      }
+      return ok({ operation, flag: rdU8(b, off + L.flag), handle: rdU16(b, off + L.handle), id, sectorNumber, nrSectors });
+    }
+    if (operation === BLKIF_OP_INDIRECT) {
+      const L = BLKIF_REQUEST_INDIRECT;
+      const indirectGrefs: Gref[] = [];
+      for (let i = 0; i < BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST; i++) indirectGrefs.push(rdU32(b, off + L.indirect_grefs + 4 * i) as Gref);
+      return ok({
+        operation,
+        indirectOp: rdU8(b, off + L.indirect_op),
+        nrSegments: rdU16(b, off + L.nr_segments),
+        id,
+        sectorNumber,
+        handle: rdU16(b, off + L.handle),
+        indirectGrefs,
+      });
+    }
+    const L = BLKIF_REQUEST;
+    const nr = rdU8(b, off + L.nr_segments);
+    if (nr > BLKIF_MAX_SEGMENTS_PER_REQUEST) {
+      return err({ kind: 'too-many-segments', nrSegments: nr, max: BLKIF_MAX_SEGMENTS_PER_REQUEST, operation, id });
+    }
+    const seg: BlkifSegment[] = [];
+    for (let i = 0; i < nr; i++) {
+      const so = off + L.seg + i * BLKIF_REQUEST_SEGMENT.SIZE;
+      seg.push({
+        gref: rdU32(b, so + BLKIF_REQUEST_SEGMENT.gref) as Gref,
+        firstSect: rdU8(b, so + BLKIF_REQUEST_SEGMENT.first_sect),
+        lastSect: rdU8(b, so + BLKIF_REQUEST_SEGMENT.last_sect),
+      });
+    }
+    return ok({ operation, handle: rdU16(b, off + L.handle), id, sectorNumber, seg });
+  },
+};
+
+export const blkifResponseCodec: RingCodec<BlkifResponse> = {
+  name: 'blkif_response',
+  SIZE: BLKIF_RESPONSE.SIZE,
+  encode(b, off, v) {
+    checkU64Big(v.id, 'blkif id');
+    checkUint(v.operation, 8, 'operation');
+    checkInt16(v.status, 'status');
+    zero(b, off, off + BLKIF_RESPONSE.SIZE);
+    wrU64Big(b, off + BLKIF_RESPONSE.id, v.id);
+    wrU8(b, off + BLKIF_RESPONSE.operation, v.operation);
+    wrU16(b, off + BLKIF_RESPONSE.status, v.status & 0xffff);
+  },
+  decode(b, off) {
+    return ok({
+      id: rdU64(b, off + BLKIF_RESPONSE.id),
+      operation: rdU8(b, off + BLKIF_RESPONSE.operation),
+      status: rdI16(b, off + BLKIF_RESPONSE.status),
+    });
+  },
+};
+
+/** DEFINE_RING_TYPES(blkif, struct blkif_request, struct blkif_response): 112-byte slots. */
+export const BLKIF_RING: RingTypes<BlkifRequest, BlkifResponse> = {
+  name: 'blkif',
+  entryBytes: BLKIF_RING_ENTRY_SIZE,
+  request: blkifRequestCodec,
+  response: blkifResponseCodec,
+};
+
+// ---------------------------------------------------------------------------
+// netif
+
+export interface NetifTxRequest {
+  readonly gref: Gref;
+  readonly offset: number;
+  /** NETTXF_* */
+  readonly flags: number;
+  readonly id: number;
+  /** First slot of a packet: the packet's total size; later slots: this fragment's. */
+  readonly size: number;
+}
+export interface NetifTxResponse {
+  readonly id: number;
+  /** NETIF_RSP_* */
+  readonly status: number;
+}
+export interface NetifRxRequest {
+  readonly id: number;
+  readonly gref: Gref;
+}
+export interface NetifRxResponse {
+  readonly id: number;
+  readonly offset: number;
+  /** NETRXF_* */
+  readonly flags: number;
+  /** Bytes received (> 0) or NETIF_RSP_* (< 0). */
+  readonly status: number;
+}
+
+export type NetifExtraInfo =
+  | {
+      readonly type: typeof XEN_NETIF_EXTRA_TYPE_GSO;
+      readonly flags: number;
+      readonly gso: { readonly size: number; readonly type: number; readonly features: number };
+    }
+  | {
+      readonly type: typeof XEN_NETIF_EXTRA_TYPE_MCAST_ADD | typeof XEN_NETIF_EXTRA_TYPE_MCAST_DEL;
+      readonly flags: number;
+      /** The 6 bytes of the multicast MAC. */
+      readonly addr: readonly number[];
+    }
+  | {
+      readonly type: typeof XEN_NETIF_EXTRA_TYPE_HASH;
+      readonly flags: number;
+      /** value is the 4 bytes of u.hash.value read as a little-endian u32. */
+      readonly hash: { readonly type: number; readonly algorithm: number; readonly value: number };
+    };
+
+export interface XenNetifCtrlRequest {
+  readonly id: number;
+  readonly type: number;
+  readonly data: readonly [number, number, number];
+}
+export interface XenNetifCtrlResponse {
+  readonly id: number;
+  readonly type: number;
+  readonly status: number;
+  readonly data: number;
+}
+
+export const netifTxRequestCodec: RingCodec<NetifTxRequest> = {
+  name: 'netif_tx_request',
+  SIZE: NETIF_TX_REQUEST.SIZE,
+  encode(b, off, v) {
+    checkUint(v.gref, 32, 'gref');
+    checkUint(v.offset, 16, 'offset');
+    checkUint(v.flags, 16, 'flags');
+    checkUint(v.id, 16, 'id');
+    checkUint(v.size, 16, 'size');
+    wrU32(b, off + NETIF_TX_REQUEST.gref, v.gref);
+    wrU16(b, off + NETIF_TX_REQUEST.offset, v.offset);
+    wrU16(b, off + NETIF_TX_REQUEST.flags, v.flags);
+    wrU16(b, off + NETIF_TX_REQUEST.id, v.id);
+    wrU16(b, off + NETIF_TX_REQUEST.size, v.size);
+  },
+  decode(b, off) {
+    return ok({
+      gref: rdU32(b, off + NETIF_TX_REQUEST.gref) as Gref,
+      offset: rdU16(b, off + NETIF_TX_REQUEST.offset),
+      flags: rdU16(b, off + NETIF_TX_REQUEST.flags),
+      id: rdU16(b, off + NETIF_TX_REQUEST.id),
+      size: rdU16(b, off + NETIF_TX_REQUEST.size),
+    });
+  },
+};
+
+export const netifTxResponseCodec: RingCodec<NetifTxResponse> = {
+  name: 'netif_tx_response',
+  SIZE: NETIF_TX_RESPONSE.SIZE,
+  encode(b, off, v) {
+    checkUint(v.id, 16, 'id');
+    checkInt16(v.status, 'status');
+    wrU16(b, off + NETIF_TX_RESPONSE.id, v.id);
+    wrU16(b, off + NETIF_TX_RESPONSE.status, v.status & 0xffff);
+  },
+  decode(b, off) {
+    return ok({ id: rdU16(b, off + NETIF_TX_RESPONSE.id), status: rdI16(b, off + NETIF_TX_RESPONSE.status) });
+  },
+};
+
+export const netifRxRequestCodec: RingCodec<NetifRxRequest> = {
+  name: 'netif_rx_request',
+  SIZE: NETIF_RX_REQUEST.SIZE,
+  encode(b, off, v) {
+    checkUint(v.id, 16, 'id');
+    checkUint(v.gref, 32, 'gref');
+    wrU16(b, off + NETIF_RX_REQUEST.id, v.id);
+    wrU16(b, off + NETIF_RX_REQUEST.pad, 0);
+    wrU32(b, off + NETIF_RX_REQUEST.gref, v.gref);
+  },
+  decode(b, off) {
+    return ok({ id: rdU16(b, off + NETIF_RX_REQUEST.id), gref: rdU32(b, off + NETIF_RX_REQUEST.gref) as Gref });
+  },
+};
+
+export const netifRxResponseCodec: RingCodec<NetifRxResponse> = {
+  name: 'netif_rx_response',
+  SIZE: NETIF_RX_RESPONSE.SIZE,
+  encode(b, off, v) {
+    checkUint(v.id, 16, 'id');
+    checkUint(v.offset, 16, 'offset');
+    checkUint(v.flags, 16, 'flags');
+    checkInt16(v.status, 'status');
+    wrU16(b, off + NETIF_RX_RESPONSE.id, v.id);
+    wrU16(b, off + NETIF_RX_RESPONSE.offset, v.offset);
+    wrU16(b, off + NETIF_RX_RESPONSE.flags, v.flags);
+    wrU16(b, off + NETIF_RX_RESPONSE.status, v.status & 0xffff);
+  },
+  decode(b, off) {
+    return ok({
+      id: rdU16(b, off + NETIF_RX_RESPONSE.id),
+      offset: rdU16(b, off + NETIF_RX_RESPONSE.offset),
+      flags: rdU16(b, off + NETIF_RX_RESPONSE.flags),
+      status: rdI16(b, off + NETIF_RX_RESPONSE.status),
+    });
+  },
+};
+
+/**
+ * netif_extra_info: written in a TX request slot (after NETTXF_extra_info) or
+ * an RX response slot (after NETRXF_extra_info). Use it with the rings'
+ * `putRequestWith` / `copyRequestWith` (and the response equivalents).
+ */
+export const netifExtraInfoCodec: RingCodec<NetifExtraInfo> = {
+  name: 'netif_extra_info',
+  SIZE: NETIF_EXTRA_INFO.SIZE,
+  encode(b, off, v) {
+    const L = NETIF_EXTRA_INFO;
+    checkUint(v.flags, 8, 'flags');
+    zero(b, off, off + L.SIZE);
+    wrU8(b, off + L.type, v.type);
+    wrU8(b, off + L.flags, v.flags);
+    switch (v.type) {
+      case XEN_NETIF_EXTRA_TYPE_GSO:
+        checkUint(v.gso.size, 16, 'gso.size');
+        checkUint(v.gso.type, 8, 'gso.type');
+        checkUint(v.gso.features, 16, 'gso.features');
+        wrU16(b, off + L.gso_size, v.gso.size);
+        wrU8(b, off + L.gso_type, v.gso.type);
+        wrU16(b, off + L.gso_features, v.gso.features);
+        return;
+      case XEN_NETIF_EXTRA_TYPE_MCAST_ADD:
+      case XEN_NETIF_EXTRA_TYPE_MCAST_DEL:
+        if (v.addr.length !== 6) throw new RangeError(`a multicast address has 6 bytes, got ${v.addr.length}`);
+        for (let i = 0; i < 6; i++) {
+          const x = v.addr[i] as number;
+          checkUint(x, 8, 'mcast.addr');
+          wrU8(b, off + L.mcast_addr + i, x);
+        }
+        return;
+      case XEN_NETIF_EXTRA_TYPE_HASH:
+        checkUint(v.hash.type, 8, 'hash.type');
+        checkUint(v.hash.algorithm, 8, 'hash.algorithm');
+        checkUint(v.hash.value, 32, 'hash.value');
+        wrU8(b, off + L.hash_type, v.hash.type);
+        wrU8(b, off + L.hash_algorithm, v.hash.algorithm);
+        wrU32(b, off + L.hash_value, v.hash.value);
+        return;
+    }
+  },
+  decode(b, off) {
+    const L = NETIF_EXTRA_INFO;
+    const type = rdU8(b, off + L.type);
+    const flags = rdU8(b, off + L.flags);
+    switch (type) {
+      case XEN_NETIF_EXTRA_TYPE_GSO:
+        return ok({ type, flags, gso: { size: rdU16(b, off + L.gso_size), type: rdU8(b, off + L.gso_type), features: rdU16(b, off + L.gso_features) } });
+      case XEN_NETIF_EXTRA_TYPE_MCAST_ADD:
+      case XEN_NETIF_EXTRA_TYPE_MCAST_DEL: {
+        const addr: number[] = [];
+        for (let i = 0; i < 6; i++) addr.push(rdU8(b, off + L.mcast_addr + i));
+        return ok({ type, flags, addr });
+      }
+      case XEN_NETIF_EXTRA_TYPE_HASH:
+        return ok({ type, flags, hash: { type: rdU8(b, off + L.hash_type), algorithm: rdU8(b, off + L.hash_algorithm), value: rdU32(b, off + L.hash_value) } });
+      default:
+        return err({ kind: 'unknown-extra-type', type, flags });
+    }
+  },
+};
+
+export const xenNetifCtrlRequestCodec: RingCodec<XenNetifCtrlRequest> = {
+  name: 'xen_netif_ctrl_request',
+  SIZE: XEN_NETIF_CTRL_REQUEST.SIZE,
+  encode(b, off, v) {
+    const L = XEN_NETIF_CTRL_REQUEST;
+    checkUint(v.id, 16, 'id');
+    checkUint(v.type, 16, 'type');
+    wrU16(b, off + L.id, v.id);
+    wrU16(b, off + L.type, v.type);
+    for (let i = 0; i < 3; i++) {
+      const d = v.data[i] as number;
+      checkUint(d, 32, 'data');
+      wrU32(b, off + L.data + 4 * i, d);
+    }
+  },
+  decode(b, off) {
+    const L = XEN_NETIF_CTRL_REQUEST;
+    return ok({
+      id: rdU16(b, off + L.id),
+      type: rdU16(b, off + L.type),
+      data: [rdU32(b, off + L.data), rdU32(b, off + L.data + 4), rdU32(b, off + L.data + 8)] as const,
+    });
+  },
+};
+
+export const xenNetifCtrlResponseCodec: RingCodec<XenNetifCtrlResponse> = {
+  name: 'xen_netif_ctrl_response',
+  SIZE: XEN_NETIF_CTRL_RESPONSE.SIZE,
+  encode(b, off, v) {
+    const L = XEN_NETIF_CTRL_RESPONSE;
+    checkUint(v.id, 16, 'id');
+    checkUint(v.type, 16, 'type');
+    checkUint(v.status, 32, 'status');
+    checkUint(v.data, 32, 'data');
+    wrU16(b, off + L.id, v.id);
+    wrU16(b, off + L.type, v.type);
+    wrU32(b, off + L.status, v.status);
+    wrU32(b, off + L.data, v.data);
+  },
+  decode(b, off) {
+    const L = XEN_NETIF_CTRL_RESPONSE;
+    return ok({ id: rdU16(b, off + L.id), type: rdU16(b, off + L.type), status: rdU32(b, off + L.status), data: rdU32(b, off + L.data) });
+  },
+};
+
+/** DEFINE_RING_TYPES(netif_tx, ...): 12-byte slots. */
+export const NETIF_TX_RING: RingTypes<NetifTxRequest, NetifTxResponse> = {
+  name: 'netif_tx',
+  entryBytes: NETIF_TX_RING_ENTRY_SIZE,
+  request: netifTxRequestCodec,
+  response: netifTxResponseCodec,
+};
+/** DEFINE_RING_TYPES(netif_rx, ...): 8-byte slots. */
+export const NETIF_RX_RING: RingTypes<NetifRxRequest, NetifRxResponse> = {
+  name: 'netif_rx',
+  entryBytes: NETIF_RX_RING_ENTRY_SIZE,
+  request: netifRxRequestCodec,
+  response: netifRxResponseCodec,
+};
+/** DEFINE_RING_TYPES(xen_netif_ctrl, ...): 16-byte slots. */
+export const XEN_NETIF_CTRL_RING: RingTypes<XenNetifCtrlRequest, XenNetifCtrlResponse> = {
+  name: 'xen_netif_ctrl',
+  entryBytes: XEN_NETIF_CTRL_RING_ENTRY_SIZE,
+  request: xenNetifCtrlRequestCodec,
+  response: xenNetifCtrlResponseCodec,
+};

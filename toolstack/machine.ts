@@ -1,0 +1,168 @@
+/**
+ * The toolstack: boots a machine (the hypervisor worker plus one worker per
+ * domain), creates and destroys domains, handles crashes by each domain's
+ * on_crash policy, and reads statistics — all over comlink, the control plane.
+ * Payload never crosses here: it moves through grants and rings.
+ */
+import * as Comlink from 'comlink';
+import type { Worker } from 'node:worker_threads';
+import { DCB, MACHINE_HEADER } from '../shared/abi/machine.ts';
+import { MachineLayout } from '../shared/machine-layout.ts';
+import { MachineMemory, type PageSize } from '../shared/memory/machine-memory.ts';
+import { spawnTsWorker } from '../shared/worker/spawn.ts';
+import { parentEndpoint } from '../shared/worker/endpoint.ts';
+import type { MachineAddr } from '../shared/types.ts';
+import type { HypervisorControl } from '../hypervisor/control.ts';
+import type { CreateDomainRequest, DomainBootInfo, HypervisorOptions } from '../hypervisor/hypervisor.ts';
+import type { GuestAgent } from '../shared/kernel/agent.ts';
+import type { KernelOptions } from '../shared/kernel/kernel.ts';
+import type { DomainWorkerData } from './worker-data.ts';
+
+export interface MachineOptions extends HypervisorOptions {
+  /** Machine memory in bytes (default 256 MiB). */
+  readonly memBytes?: number;
+  readonly pageSize?: PageSize;
+  /** Hypervisor spin window after the last hypercall (µs); 0 = never spin. */
+  readonly hvSpinUs?: number;
+}
+
+export type OnCrash = 'destroy' | 'preserve' | 'restart';
+
+export interface DomainOptions extends CreateDomainRequest {
+  readonly onCrash?: OnCrash;
+  readonly kernel?: KernelOptions;
+  /** The worker entry to run (default: the generic domain kernel, domU/main.ts). */
+  readonly entry?: URL;
+}
+
+export interface DomainHandle {
+  readonly domid: number;
+  readonly name: string;
+  readonly boot: DomainBootInfo;
+  readonly agent: Comlink.Remote<GuestAgent>;
+  readonly worker: Worker;
+  /** Settles when the worker exits (cleanly or not). */
+  readonly exited: Promise<number>;
+  crashed: boolean;
+}
+
+const DEFAULT_DOMAIN_ENTRY = new URL('../domU/main.ts', import.meta.url);
+const HV_ENTRY = new URL('../hypervisor/main.ts', import.meta.url);
+
+function waitReady(w: Worker, tag: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onMsg = (m: unknown) => {
+      if (typeof m === 'object' && m !== null && (m as { xensim?: string }).xensim === tag) { cleanup(); resolve(); }
+    };
+    const onErr = (e: Error) => { cleanup(); reject(e); };
+    const onExit = (code: number) => { cleanup(); reject(new Error(`worker exited with code ${code} before it was ready`)); };
+    const cleanup = () => { w.off('message', onMsg); w.off('error', onErr); w.off('exit', onExit); };
+    w.on('message', onMsg); w.on('error', onErr); w.on('exit', onExit);
+  });
+}
+
+export class Machine {
+  readonly layout: MachineLayout;
+  readonly hv: Comlink.Remote<HypervisorControl>;
+  private readonly domains = new Map<number, DomainHandle>();
+  private readonly specs = new Map<number, DomainOptions>();
+  /** Crash events seen, for tools and tests. */
+  readonly crashes: { domid: number; name: string; error: string; action: OnCrash }[] = [];
+
+  private constructor(
+    readonly mem: MachineMemory,
+    private readonly hvWorker: Worker,
+  ) {
+    this.layout = new MachineLayout(mem);
+    const kick = () => {
+      // Wake the hypervisor out of its doorbell wait so it serves the message.
+      mem.atomicStore32(MACHINE_HEADER.hvControl as MachineAddr, 1);
+      mem.atomicAdd32(MACHINE_HEADER.hvDoorbell as MachineAddr, 1);
+      mem.notify32(MACHINE_HEADER.hvDoorbell as MachineAddr);
+    };
+    this.hv = Comlink.wrap<HypervisorControl>(parentEndpoint(hvWorker, kick));
+  }
+
+  /** [boot opts] starts the hypervisor on a fresh machine. */
+  static async boot(opts: MachineOptions = {}): Promise<Machine> {
+    const mem = MachineMemory.create({ memBytes: opts.memBytes ?? 256 * 1024 * 1024, pageSize: opts.pageSize ?? 4096 });
+    const { memBytes: _m, pageSize: _p, hvSpinUs, ...hvOpts } = opts;
+    const w = spawnTsWorker(HV_ENTRY, { sab: mem.sab, pageSize: mem.pageSize, options: { ...hvOpts, spinUs: hvSpinUs } });
+    await waitReady(w, 'hypervisor-ready');
+    return new Machine(mem, w);
+  }
+
+  /** [createDomain opts] builds a domain in the hypervisor and starts its worker. */
+  async createDomain(opts: DomainOptions): Promise<DomainHandle> {
+    const { onCrash: _c, kernel, entry, ...req } = opts;
+    const r = await this.hv.createDomain(req);
+    if (!r.ok) throw new Error(`cannot create domain '${opts.name}': ${r.error}`);
+    const boot = r.value;
+    const data: DomainWorkerData = { sab: this.mem.sab, pageSize: this.mem.pageSize, boot, kernel };
+    const worker = spawnTsWorker(entry ?? DEFAULT_DOMAIN_ENTRY, data as unknown as Record<string, unknown>);
+    const mem = this.mem;
+    const kick = () => {
+      mem.atomicStore32(this.layout.dcbField(boot.slot, DCB.control), 1);
+      mem.atomicAdd32(this.layout.dcbField(boot.slot, DCB.wake), 1);
+      mem.notify32(this.layout.dcbField(boot.slot, DCB.wake), 1);
+    };
+    let lastError = '';
+    worker.on('error', (e) => { lastError = e instanceof Error ? e.message : String(e); });
+    const exited = new Promise<number>((resolve) => worker.once('exit', resolve));
+    const ready = waitReady(worker, 'domain-ready');
+    const handle: DomainHandle = { domid: boot.domid, name: boot.name, boot, agent: Comlink.wrap<GuestAgent>(parentEndpoint(worker, kick)), worker, exited, crashed: false };
+    this.domains.set(boot.domid, handle);
+    this.specs.set(boot.domid, opts);
+    void exited.then((code) => this.onExit(handle, code, lastError));
+    await ready;
+    return handle;
+  }
+
+  domain(domid: number): DomainHandle | undefined { return this.domains.get(domid); }
+  get domainList(): DomainHandle[] { return [...this.domains.values()]; }
+
+  private stopping = new Set<number>();
+
+  /** A worker that exits without being asked to is a crashed domain. */
+  private async onExit(h: DomainHandle, code: number, error: string): Promise<void> {
+    if (this.stopping.has(h.domid) || this.domains.get(h.domid) !== h) return;
+    h.crashed = true;
+    const spec = this.specs.get(h.domid);
+    const action = spec?.onCrash ?? 'destroy';
+    this.crashes.push({ domid: h.domid, name: h.name, error: error || `exit code ${code}`, action });
+    await this.hv.crash(h.domid);
+    if (action === 'preserve') return;
+    this.domains.delete(h.domid);
+    await this.hv.destroyDomain(h.domid);
+    if (action === 'restart' && spec !== undefined) {
+      const { domid: _d, ...again } = spec;
+      await this.createDomain(again);
+    }
+  }
+
+  /** [destroyDomain domid] stops the domain's worker, then tears it down in Xen (it may stay a zombie). */
+  async destroyDomain(domid: number): Promise<'destroyed' | 'zombie'> {
+    const h = this.domains.get(domid);
+    if (h !== undefined) {
+      this.stopping.add(domid);
+      this.domains.delete(domid);
+      await h.worker.terminate();
+      this.stopping.delete(domid);
+    }
+    const r = await this.hv.destroyDomain(domid);
+    if (!r.ok) throw new Error(r.error);
+    return r.value;
+  }
+
+  /** Stops every worker and the hypervisor. */
+  async shutdown(): Promise<void> {
+    for (const h of [...this.domains.values()]) {
+      this.stopping.add(h.domid);
+      await h.worker.terminate();
+    }
+    this.domains.clear();
+    await this.hv.stop();
+    await Promise.race([new Promise((r) => this.hvWorker.once('exit', r)), new Promise((r) => setTimeout(r, 2000))]);
+    await this.hvWorker.terminate();
+  }
+}
