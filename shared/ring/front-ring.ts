@@ -177,7 +177,7 @@ export class FrontRing<Req, Rsp> {
     if (first.value > 0) return ok(true);
     // Store (seq-cst, our xen_mb()): back sees the new rsp_event /before/ we
     // re-read rsp_prod below, so a response pushed after this store notifies us.
-    void idxAdd;
+    this.sring.storeRspEvent(idxAdd(this.rspConsIdx, ahead));
     const again = this.hasUnconsumedResponses();
     if (!again.ok) return again;
     return ok(again.value > 0);

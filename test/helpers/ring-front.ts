@@ -1,0 +1,7 @@
+// Worker entry: the frontend end of test/integration/ring-workers.test.ts.
+import { parentPort, workerData } from 'node:worker_threads';
+import { MachineMemory, type PageSize } from '../../shared/memory/machine-memory.ts';
+import { runFront, type RingRunConfig } from './ring-common.ts';
+
+const data = workerData as { sab: MachineMemory['sab']; pageSize: PageSize; cfg: RingRunConfig };
+parentPort?.postMessage(runFront(MachineMemory.attach(data.sab, data.pageSize), data.cfg));
