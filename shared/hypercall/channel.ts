@@ -19,7 +19,15 @@ export interface ChannelOptions {
   readonly spinUs?: number;
 }
 
-export class HypercallChannel {
+/** What a guest kernel needs of a hypercall path: a synchronous call and the argument buffer. */
+export interface Hypercaller {
+  call(op: number, a0?: number, a1?: number, a2?: number, a3?: number, a4?: number, a5?: number): [number, number];
+  readonly buf: MemRegion;
+  readonly bufBytes: number;
+  calls: number;
+}
+
+export class HypercallChannel implements Hypercaller {
   private readonly state: MachineAddr;
   private readonly op: MachineAddr;
   private readonly args: MachineAddr;

@@ -174,6 +174,29 @@ export class GuestAgent {
   writeHcbuf(offset: number, bytes: Uint8Array): void { this.k.hc.buf.copyIn(offset, bytes); }
   readHcbuf(offset: number, len: number): Uint8Array { const b = new Uint8Array(len); this.k.hc.buf.copyOut(offset, b); return b; }
 
+  /** Sends n events on port as fast as the fast path allows; returns the elapsed ns. */
+  sendMany(port: number, n: number): number {
+    const p = asPort(port);
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) this.k.evtchn.notify(p);
+    return Number(process.hrtime.bigint() - t0);
+  }
+  /**
+   * Benchmark helper: `iterations` GNTTABOP_copy hypercalls, each a batch that
+   * copies every one of domid's refs (a full page each) into our own pages.
+   * Returns the elapsed ns and whether every element succeeded.
+   */
+  benchGrantCopy(domid: number, refs: number[], pages: number[], iterations: number): { ns: number; ok: boolean } {
+    const reqs: CopyRequest[] = refs.map((ref, i) => ({
+      source: { gref: asGref(ref), domid: domid as DomId, offset: 0 },
+      dest: { frame: pages[i] as number, offset: 0 }, len: this.k.pageSize,
+    }));
+    let ok = true;
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < iterations; i++) ok = this.k.gnttab.copy(reqs).every((s) => s === 0) && ok;
+    return { ns: Number(process.hrtime.bigint() - t0), ok };
+  }
+
   // ---- lifecycle -------------------------------------------------------------
   /** Throws inside the worker's event loop: the domain crashes (tests of on_crash). */
   crashNow(message = 'guest kernel panic'): void {

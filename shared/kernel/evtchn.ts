@@ -13,7 +13,7 @@ import { HYPERVISOR, errnoName } from '../abi/xen.ts';
 import type { DomainMemory } from '../memory/domain-memory.ts';
 import type { MachineLayout } from '../machine-layout.ts';
 import { evtchnSend, evtchnUnmask } from '../../hypervisor/evtchn-deliver.ts';
-import type { HypercallChannel } from '../hypercall/channel.ts';
+import type { Hypercaller } from '../hypercall/channel.ts';
 import { asPort, DOMID_SELF, type GuestAddr, type Port } from '../types.ts';
 
 export type EventHandler = (port: Port) => void;
@@ -36,7 +36,7 @@ export class EventChannels {
     private readonly mem: DomainMemory,
     private readonly layout: MachineLayout,
     private readonly slot: number,
-    private readonly hc: HypercallChannel,
+    private readonly hc: Hypercaller,
     sharedInfoPfn: number,
     readonly nrPorts: number,
   ) {

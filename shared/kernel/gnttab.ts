@@ -7,7 +7,7 @@
 import { GNTCOPY, GNTMAP, GNTST, GNTST_MESSAGE, GNTTABOP, GNTTAB_COPY, GNTTAB_COPY_PTR, GNTTAB_MAP, GNTTAB_NR_RESERVED_ENTRIES, GNTTAB_UNMAP, GRANT_ENTRY_V1, GTF } from '../abi/grant.ts';
 import { HYPERVISOR, errnoName } from '../abi/xen.ts';
 import type { DomainMemory } from '../memory/domain-memory.ts';
-import type { HypercallChannel } from '../hypercall/channel.ts';
+import type { Hypercaller } from '../hypercall/channel.ts';
 import { asGrantHandle, asGref, DOMID_SELF, type DomId, type GrantHandle, type Gref, type GuestAddr, type Pfn } from '../types.ts';
 
 export class GnttabError extends Error {
@@ -35,7 +35,7 @@ export class GrantTable {
 
   constructor(
     private readonly mem: DomainMemory,
-    private readonly hc: HypercallChannel,
+    private readonly hc: Hypercaller,
     readonly grantPfnBase: number,
     readonly nrFrames: number,
     /** For PV guests, grants name machine frames: pfn → mfn. */

@@ -11,7 +11,7 @@ import { DCB } from '../abi/machine.ts';
 import type { MachineMemory } from '../memory/machine-memory.ts';
 import { DomainMemory } from '../memory/domain-memory.ts';
 import { MachineLayout } from '../machine-layout.ts';
-import { HypercallChannel } from '../hypercall/channel.ts';
+import { HypercallChannel, type Hypercaller } from '../hypercall/channel.ts';
 import type { DomainBootInfo } from '../../hypervisor/hypervisor.ts';
 import { EventChannels } from './evtchn.ts';
 import { GrantTable } from './gnttab.ts';
@@ -26,12 +26,14 @@ export interface KernelOptions {
   /** Grant-table frames to set up (default: the domain's max). */
   readonly grantFrames?: number;
   readonly hypercallSpinUs?: number;
+  /** Another hypercall path (the single-thread DirectHypercaller); default: the mailbox channel. */
+  readonly hypercaller?: Hypercaller;
 }
 
 export class DomainKernel {
   readonly layout: MachineLayout;
   readonly mem: DomainMemory;
-  readonly hc: HypercallChannel;
+  readonly hc: Hypercaller;
   readonly evtchn: EventChannels;
   readonly gnttab: GrantTable;
   readonly ram: PfnPool;
@@ -57,7 +59,7 @@ export class DomainKernel {
       domid: boot.domid, p2mAddr: boot.p2mAddr as MachineAddr, p2mEntries: boot.p2mEntries,
       faultCounterAddr: this.layout.dcbField(boot.slot, DCB.faults),
     });
-    this.hc = new HypercallChannel(this.layout, boot.slot, { spinUs: opts.hypercallSpinUs });
+    this.hc = opts.hypercaller ?? new HypercallChannel(this.layout, boot.slot, { spinUs: opts.hypercallSpinUs });
     this.evtchn = new EventChannels(this.mem, this.layout, boot.slot, this.hc, boot.sharedInfoPfn, boot.nrPorts);
     this.gnttab = new GrantTable(this.mem, this.hc, boot.grantPfnBase, opts.grantFrames ?? boot.maxGrantFrames, (pfn) => this.frameOf(pfn));
     const reserved = new Set<number>();
