@@ -5,6 +5,7 @@
  */
 import type { CreateDomainRequest, DomainBootInfo, Hypervisor, ReconcileReport } from './hypervisor.ts';
 import type { HypercallServer } from './hypercall-server.ts';
+import type { AddDeviceRequest, DeviceInfo } from './iommu.ts';
 
 export interface DomainSummary {
   readonly domid: number;
@@ -58,5 +59,12 @@ export class HypervisorControl {
   frameInfo(mfn: number): { owner: number; type: number; mapcount: number; m2p: number } {
     return this.hv.frameTable.info(mfn as never);
   }
+  /** Plugs a DMA-capable device into the IOMMU for its owner (the domain that drives it). */
+  addDevice(req: AddDeviceRequest): ControlResult<DeviceInfo> {
+    const r = this.hv.iommu.addDevice(req);
+    return r.ok ? { ok: true, value: r.value } : { ok: false, error: r.error };
+  }
+  removeDevice(id: number): boolean { return this.hv.iommu.removeDevice(id); }
+  devices(): DeviceInfo[] { return this.hv.iommu.list(); }
   stop(): void { this.server.stop(); }
 }

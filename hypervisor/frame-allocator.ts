@@ -64,11 +64,11 @@ export class FrameAllocator {
     return ok(out);
   }
 
-  /** [allocContiguous n] takes the lowest run of n consecutive free frames. */
-  allocContiguous(n: number, align = 1): Result<Mfn, AllocError> {
+  /** [allocContiguous n align limit] takes the lowest run of n consecutive free frames ending below limit. */
+  allocContiguous(n: number, align = 1, limit = this.frames): Result<Mfn, AllocError> {
     if (n > this.top) return err({ kind: 'out-of-memory', wanted: n, free: this.top });
     let run = 0;
-    for (let m = 0; m < this.frames; m++) {
+    for (let m = 0; m < Math.min(limit, this.frames); m++) {
       if (this.pos[m] === -1 || (run === 0 && m % align !== 0)) { run = 0; continue; }
       if (++run === n) {
         const start = m - n + 1;

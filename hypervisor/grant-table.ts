@@ -168,6 +168,7 @@ function mapOne(hv: Hypervisor, d: Domain, a: MachineAddr): void {
   const handle = d.maptrackFree.pop() ?? d.maptrack.length;
   d.maptrack[handle] = { granter: g.domid, ref, flags: flags & (GNTMAP.host_map | GNTMAP.device_map | GNTMAP.readonly), hostPfn: pfn, mfn: act.mfn };
   d.maptrackInUse++;
+  hv.iommu.grantMapped(d, act.mfn, !ro); // strict IOMMU contexts of the mapper follow its grant maps
   mem.setU32((a + GNTTAB_MAP.handle) as MachineAddr, handle);
   // The bus address: identity (bus = machine) for device maps and for PV mappers, who need the MFN.
   if (dev || d.model === 'p2m') mem.setU64((a + GNTTAB_MAP.dev_bus_addr) as MachineAddr, BigInt(act.mfn) * BigInt(hv.pageSize));
@@ -193,6 +194,7 @@ export function unmapHandle(hv: Hypervisor, d: Domain, handle: number, dropHost:
     if (g !== undefined) unpin(hv, g, e.ref, ro ? 'devRo' : 'devRw');
   }
   if ((e.flags & (GNTMAP.host_map | GNTMAP.device_map)) === 0) {
+    hv.iommu.grantUnmapped(d, e.mfn);
     d.maptrack[handle] = undefined;
     d.maptrackFree.push(handle);
     d.maptrackInUse--;

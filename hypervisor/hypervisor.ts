@@ -21,6 +21,8 @@ import { P2mTable } from './p2m.ts';
 import { grantTableOp, releaseMapperGrants, maybeFinishZombie } from './grant-table.ts';
 import { eventChannelOp, closeAllPorts } from './event-channel.ts';
 import { multicall } from './multicall.ts';
+import { Iommu } from './iommu.ts';
+import { memoryOp, dom0vpOp } from './memory-op.ts';
 
 export interface HypervisorOptions extends MachineFormatOptions {
   /** Seed for frame placement (scattered allocation), so runs replay. */
@@ -105,6 +107,7 @@ export class Hypervisor {
   private nextDomid = 1;
   readonly counters = { hypercalls: 0, byOp: new Map<number, number>() };
   private readonly defaults: { maxGrantFrames: number; maxMaptrack: number };
+  readonly iommu: Iommu;
 
   constructor(
     readonly mem: MachineMemory,
@@ -117,6 +120,14 @@ export class Hypervisor {
     this.arena = new FrameAllocator(mem.frames, f.arenaStart, f.arenaEnd, 1);
     this.slots = new Array(f.nrSlots).fill(undefined);
     this.defaults = { maxGrantFrames: opts.defaultMaxGrantFrames ?? 32, maxMaptrack: opts.defaultMaxMaptrack ?? 16384 };
+    this.iommu = new Iommu(
+      this,
+      (n) => {
+        const r = this.arena.allocContiguous(n);
+        return r.ok ? r.value : undefined;
+      },
+      (m, n) => this.freeArena(m, n),
+    );
   }
 
   get pageSize(): number { return this.mem.pageSize; }
@@ -315,6 +326,7 @@ export class Hypervisor {
     while (this.mem.atomicLoad32(inflight) !== 0) { /* a sender is mid-delivery: a few hundred ns */ }
     releaseMapperGrants(this, d);
     closeAllPorts(this, d);
+    this.iommu.ownerDestroyed(d.domid);
     // Translations go first, so no accessor of a still-running worker reaches freed frames.
     for (let pfn = 0; pfn < d.p2m.entries; pfn++) d.p2m.clear(pfn as Pfn);
     for (const m of [...d.owned]) {
@@ -366,6 +378,12 @@ export class Hypervisor {
         return eventChannelOp(this, d, args[0] ?? -1, args);
       case HYPERVISOR.multicall:
         return [multicall(this, d, args[0] ?? 0, args[1] ?? 0), 0];
+      case HYPERVISOR.memory_op:
+        return memoryOp(this, d, args[0] ?? -1, args);
+      case HYPERVISOR.dom0vp_op:
+        return dom0vpOp(this, d, args[0] ?? -1, args[1] ?? 0);
+      case HYPERVISOR.iommu_op:
+        return this.iommu.op(d, args[0] ?? -1, args);
       default:
         return [-XEN_ERRNO.ENOSYS, 0];
     }
