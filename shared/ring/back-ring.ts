@@ -15,21 +15,26 @@
  *    from there (RING_COPY_REQUEST, XSA-155): rewriting the slot afterwards
  *    cannot change what the backend validates and acts on.
  */
-import { invariant } from '../invariant.ts';
+import { InvariantError, invariant } from '../invariant.ts';
 import type { MemRegion } from '../memory/region.ts';
 import { err, ok, type Result } from '../result.ts';
 import type { CodecError, RingCodec, RingTypes } from './codec.ts';
 import { SharedRing, type RingError } from './sring.ts';
 import { idxAdd, idxSub, notifyNeeded, type RingIdx } from './u32.ts';
 
+// On the data path, invariants are checked with a plain `if` so that their
+// messages are built only when they fail (a template per call costs more than
+// the ring operation itself).
 export class BackRing<Req, Rsp> {
   private readonly sring: SharedRing;
   private reqConsIdx: RingIdx;
   private rspProdPvtIdx: RingIdx;
   /** The last req_prod read and found plausible: requests before it may be copied. */
   private reqProdSeen: RingIdx;
-  /** Private slot buffer: every entry is decoded and encoded here, never in shared memory. */
-  private readonly scratch: Uint8Array;
+  /** Private slot buffers by size: every entry is decoded and encoded here, never in shared memory. */
+  private readonly reqBuf: Uint8Array;
+  private readonly rspBuf: Uint8Array;
+  private readonly otherBufs = new Map<number, Uint8Array>();
 
   private constructor(
     region: MemRegion,
@@ -41,10 +46,11 @@ export class BackRing<Req, Rsp> {
       `${types.name}: entries of ${types.entryBytes} bytes cannot hold the request/response`,
     );
     this.sring = new SharedRing(region, types.entryBytes);
+    this.reqBuf = new Uint8Array(types.request.SIZE);
+    this.rspBuf = new Uint8Array(types.response.SIZE);
     this.reqConsIdx = start;
     this.rspProdPvtIdx = start;
     this.reqProdSeen = start;
-    this.scratch = new Uint8Array(types.entryBytes);
   }
 
   /**
@@ -117,7 +123,9 @@ export class BackRing<Req, Rsp> {
    * because a frontend that stops short of the batch never notifies.
    */
   finalCheckForRequests(ahead = 1): Result<boolean, RingError> {
-    invariant(Number.isInteger(ahead) && ahead >= 1 && ahead <= this.sring.size, `ahead must be in 1..${this.sring.size}, got ${ahead}`);
+    if (!Number.isInteger(ahead) || ahead < 1 || ahead > this.sring.size) {
+      throw new InvariantError(`ahead must be in 1..${this.sring.size}, got ${ahead}`);
+    }
     const first = this.unconsumedRequests();
     if (!first.ok) return first;
     if (first.value > 0) return ok(true);
@@ -143,13 +151,20 @@ export class BackRing<Req, Rsp> {
    * be copied; anything else is a bug in the caller and throws.
    */
   copyRequestWith<T>(codec: RingCodec<T>): Result<T, CodecError> {
-    invariant(codec.SIZE <= this.sring.entryBytes, `${codec.name} (${codec.SIZE} B) does not fit a ${this.sring.entryBytes}-byte slot`);
+    if (codec.SIZE > this.sring.entryBytes) {
+      throw new InvariantError(`${codec.name} (${codec.SIZE} B) does not fit a ${this.sring.entryBytes}-byte slot`);
+    }
     const i = this.reqConsIdx;
-    invariant(idxSub(this.reqProdSeen, i) > 0, `${this.types.name}: no request seen at ${i} (req_prod seen ${this.reqProdSeen})`);
-    invariant(!this.requestConsOverflow(i), `${this.types.name}: consuming request ${i} would overrun unanswered slots (rsp_prod_pvt ${this.rspProdPvtIdx})`);
-    this.sring.region.copyOut(this.sring.slotOffset(i), this.scratch, 0, codec.SIZE);
+    if (idxSub(this.reqProdSeen, i) === 0) {
+      throw new InvariantError(`${this.types.name}: no request seen at ${i} (req_prod seen ${this.reqProdSeen})`);
+    }
+    if (this.requestConsOverflow(i)) {
+      throw new InvariantError(`${this.types.name}: consuming request ${i} would overrun unanswered slots (rsp_prod_pvt ${this.rspProdPvtIdx})`);
+    }
+    const priv = this.privateBuffer(codec.SIZE);
+    this.sring.region.copyOut(this.sring.slotOffset(i), priv);
     this.reqConsIdx = idxAdd(i, 1);
-    return codec.decode(this.scratch, 0);
+    return codec.decode(priv, 0);
   }
 
   /** [responseSlot i] is the region offset of response i's slot (RING_GET_RESPONSE); i defaults to rspProdPvt. */
@@ -169,11 +184,16 @@ export class BackRing<Req, Rsp> {
    * response needs a consumed request's slot; anything else throws.
    */
   putResponseWith<T>(codec: RingCodec<T>, v: T): RingIdx {
-    invariant(codec.SIZE <= this.sring.entryBytes, `${codec.name} (${codec.SIZE} B) does not fit a ${this.sring.entryBytes}-byte slot`);
+    if (codec.SIZE > this.sring.entryBytes) {
+      throw new InvariantError(`${codec.name} (${codec.SIZE} B) does not fit a ${this.sring.entryBytes}-byte slot`);
+    }
     const i = this.rspProdPvtIdx;
-    invariant(idxSub(this.reqConsIdx, i) > 0, `${this.types.name}: no consumed request to answer at ${i} (req_cons ${this.reqConsIdx})`);
-    codec.encode(this.scratch, 0, v);
-    this.sring.region.copyIn(this.sring.slotOffset(i), this.scratch, 0, codec.SIZE);
+    if (idxSub(this.reqConsIdx, i) === 0) {
+      throw new InvariantError(`${this.types.name}: no consumed request to answer at ${i} (req_cons ${this.reqConsIdx})`);
+    }
+    const priv = this.privateBuffer(codec.SIZE);
+    codec.encode(priv, 0, v);
+    this.sring.region.copyIn(this.sring.slotOffset(i), priv);
     this.rspProdPvtIdx = idxAdd(i, 1);
     return i;
   }
@@ -198,5 +218,17 @@ export class BackRing<Req, Rsp> {
     // /before/ we check rsp_event.
     const event = this.sring.loadRspEvent();
     return notifyNeeded(newProd, oldProd, event);
+  }
+
+  /** A private buffer of exactly size bytes (one per size, reused), so copies need no views. */
+  private privateBuffer(size: number): Uint8Array {
+    if (size === this.reqBuf.length) return this.reqBuf;
+    if (size === this.rspBuf.length) return this.rspBuf;
+    let b = this.otherBufs.get(size);
+    if (b === undefined) {
+      b = new Uint8Array(size);
+      this.otherBufs.set(size, b);
+    }
+    return b;
   }
 }

@@ -149,9 +149,13 @@ function wrU32(b: Uint8Array, o: number, v: number): void {
   b[o + 2] = (v >>> 16) & 0xff;
   b[o + 3] = (v >>> 24) & 0xff;
 }
+/** Private scratch to split a bigint into words without allocating intermediate bigints. */
+const SPLIT64 = new BigUint64Array(1);
+const SPLIT32 = new Uint32Array(SPLIT64.buffer);
 function wrU64Big(b: Uint8Array, o: number, v: bigint): void {
-  wrU32(b, o, Number(v & 0xffff_ffffn));
-  wrU32(b, o + 4, Number(v >> 32n));
+  SPLIT64[0] = v; // callers checked 0 <= v < 2^64
+  wrU32(b, o, SPLIT32[0] as number);
+  wrU32(b, o + 4, SPLIT32[1] as number);
 }
 function wrU64Num(b: Uint8Array, o: number, v: number): void {
   wrU32(b, o, v >>> 0);
@@ -171,7 +175,7 @@ function checkSafe(v: number, field: string): void {
   if (!(Number.isSafeInteger(v) && v >= 0)) throw new RangeError(`${field} must be a non-negative safe integer, got ${v}`);
 }
 function zero(b: Uint8Array, from: number, to: number): void {
-  b.fill(0, from, to);
+  if (from < to) b.fill(0, from, to);
 }
 
 // ---------------------------------------------------------------------------
@@ -245,7 +249,6 @@ export const blkifRequestCodec: RingCodec<BlkifRequest> = {
   name: 'blkif_request',
   SIZE: BLKIF_REQUEST.SIZE,
   encode(b, off, v) {
-    zero(b, off, off + BLKIF_REQUEST.SIZE);
     checkU64Big(v.id, 'blkif id');
     checkSafe(v.sectorNumber, 'sector_number');
     checkUint(v.handle, 16, 'handle');
@@ -254,6 +257,7 @@ export const blkifRequestCodec: RingCodec<BlkifRequest> = {
         const L = BLKIF_REQUEST_DISCARD;
         checkUint(v.flag, 8, 'discard flag');
         checkSafe(v.nrSectors, 'nr_sectors');
+        zero(b, off, off + BLKIF_REQUEST.SIZE);
         wrU8(b, off + L.operation, v.operation);
         wrU8(b, off + L.flag, v.flag);
         wrU16(b, off + L.handle, v.handle);
@@ -269,6 +273,7 @@ export const blkifRequestCodec: RingCodec<BlkifRequest> = {
         if (v.indirectGrefs.length > BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST) {
           throw new RangeError(`at most ${BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST} indirect grefs, got ${v.indirectGrefs.length}`);
         }
+        zero(b, off, off + BLKIF_REQUEST.SIZE);
         wrU8(b, off + L.operation, v.operation);
         wrU8(b, off + L.indirect_op, v.indirectOp);
         wrU16(b, off + L.nr_segments, v.nrSegments);
@@ -288,9 +293,12 @@ export const blkifRequestCodec: RingCodec<BlkifRequest> = {
         if (v.seg.length > BLKIF_MAX_SEGMENTS_PER_REQUEST) {
           throw new RangeError(`at most ${BLKIF_MAX_SEGMENTS_PER_REQUEST} direct segments, got ${v.seg.length}`);
         }
+        // The direct layout is the data path: write each byte once, padding
+        // explicitly, instead of zeroing the whole slot first.
         wrU8(b, off + L.operation, v.operation);
         wrU8(b, off + L.nr_segments, v.seg.length);
         wrU16(b, off + L.handle, v.handle);
+        wrU32(b, off + L.handle + 2, 0); // padding before id
         wrU64Big(b, off + L.id, v.id);
         wrU64Num(b, off + L.sector_number, v.sectorNumber);
         for (let i = 0; i < v.seg.length; i++) {
@@ -302,7 +310,9 @@ export const blkifRequestCodec: RingCodec<BlkifRequest> = {
           wrU32(b, so + BLKIF_REQUEST_SEGMENT.gref, s.gref);
           wrU8(b, so + BLKIF_REQUEST_SEGMENT.first_sect, s.firstSect);
           wrU8(b, so + BLKIF_REQUEST_SEGMENT.last_sect, s.lastSect);
+          wrU16(b, so + BLKIF_REQUEST_SEGMENT.last_sect + 1, 0); // tail padding
         }
+        zero(b, off + L.seg + v.seg.length * BLKIF_REQUEST_SEGMENT.SIZE, off + L.SIZE); // unused segments
         return;
       }
     }
@@ -366,10 +376,11 @@ export const blkifResponseCodec: RingCodec<BlkifResponse> = {
     checkU64Big(v.id, 'blkif id');
     checkUint(v.operation, 8, 'operation');
     checkInt16(v.status, 'status');
-    zero(b, off, off + BLKIF_RESPONSE.SIZE);
     wrU64Big(b, off + BLKIF_RESPONSE.id, v.id);
     wrU8(b, off + BLKIF_RESPONSE.operation, v.operation);
+    wrU8(b, off + BLKIF_RESPONSE.operation + 1, 0); // padding
     wrU16(b, off + BLKIF_RESPONSE.status, v.status & 0xffff);
+    wrU32(b, off + BLKIF_RESPONSE.status + 2, 0); // tail padding
   },
   decode(b, off) {
     return ok({

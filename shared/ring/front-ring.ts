@@ -11,13 +11,16 @@
  * response is copied out of its slot once into a private buffer and decoded
  * from there, and an impossible rsp_prod is reported, never followed.
  */
-import { invariant } from '../invariant.ts';
+import { InvariantError, invariant } from '../invariant.ts';
 import type { MemRegion } from '../memory/region.ts';
 import { err, ok, type Result } from '../result.ts';
 import type { CodecError, RingCodec, RingTypes } from './codec.ts';
 import { SharedRing, sharedRingInit, type RingError } from './sring.ts';
 import { idxAdd, idxSub, notifyNeeded, type RingIdx } from './u32.ts';
 
+// On the data path, invariants are checked with a plain `if` so that their
+// messages are built only when they fail (a template per call costs more than
+// the ring operation itself).
 export class FrontRing<Req, Rsp> {
   private readonly sring: SharedRing;
   private reqProdPvtIdx: RingIdx;
@@ -26,8 +29,10 @@ export class FrontRing<Req, Rsp> {
   private reqProdPushed: RingIdx;
   /** The last rsp_prod read and found plausible: responses before it may be copied. */
   private rspProdSeen: RingIdx;
-  /** Private slot buffer: every entry is encoded and decoded here, never in shared memory. */
-  private readonly scratch: Uint8Array;
+  /** Private slot buffers by size: every entry is encoded and decoded here, never in shared memory. */
+  private readonly reqBuf: Uint8Array;
+  private readonly rspBuf: Uint8Array;
+  private readonly otherBufs = new Map<number, Uint8Array>();
 
   private constructor(
     region: MemRegion,
@@ -39,11 +44,12 @@ export class FrontRing<Req, Rsp> {
       `${types.name}: entries of ${types.entryBytes} bytes cannot hold the request/response`,
     );
     this.sring = new SharedRing(region, types.entryBytes);
+    this.reqBuf = new Uint8Array(types.request.SIZE);
+    this.rspBuf = new Uint8Array(types.response.SIZE);
     this.reqProdPvtIdx = start;
     this.rspConsIdx = start;
     this.reqProdPushed = start;
     this.rspProdSeen = start;
-    this.scratch = new Uint8Array(types.entryBytes);
   }
 
   /**
@@ -102,11 +108,16 @@ export class FrontRing<Req, Rsp> {
    * ring is a bug in the caller (it must check freeRequests) and throws.
    */
   putRequestWith<T>(codec: RingCodec<T>, v: T): RingIdx {
-    invariant(codec.SIZE <= this.sring.entryBytes, `${codec.name} (${codec.SIZE} B) does not fit a ${this.sring.entryBytes}-byte slot`);
-    invariant(this.freeRequests() > 0, `${this.types.name}: request ring is full (req_prod_pvt ${this.reqProdPvtIdx}, rsp_cons ${this.rspConsIdx})`);
+    if (codec.SIZE > this.sring.entryBytes) {
+      throw new InvariantError(`${codec.name} (${codec.SIZE} B) does not fit a ${this.sring.entryBytes}-byte slot`);
+    }
+    if (this.freeRequests() === 0) {
+      throw new InvariantError(`${this.types.name}: request ring is full (req_prod_pvt ${this.reqProdPvtIdx}, rsp_cons ${this.rspConsIdx})`);
+    }
     const i = this.reqProdPvtIdx;
-    codec.encode(this.scratch, 0, v);
-    this.sring.region.copyIn(this.sring.slotOffset(i), this.scratch, 0, codec.SIZE);
+    const priv = this.privateBuffer(codec.SIZE);
+    codec.encode(priv, 0, v);
+    this.sring.region.copyIn(this.sring.slotOffset(i), priv);
     this.reqProdPvtIdx = idxAdd(i, 1);
     return i;
   }
@@ -171,7 +182,9 @@ export class FrontRing<Req, Rsp> {
    * that stops short never notifies.
    */
   finalCheckForResponses(ahead = 1): Result<boolean, RingError> {
-    invariant(Number.isInteger(ahead) && ahead >= 1 && ahead <= this.sring.size, `ahead must be in 1..${this.sring.size}, got ${ahead}`);
+    if (!Number.isInteger(ahead) || ahead < 1 || ahead > this.sring.size) {
+      throw new InvariantError(`ahead must be in 1..${this.sring.size}, got ${ahead}`);
+    }
     const first = this.hasUnconsumedResponses();
     if (!first.ok) return first;
     if (first.value > 0) return ok(true);
@@ -195,11 +208,28 @@ export class FrontRing<Req, Rsp> {
    * the last hasUnconsumedResponses/finalCheckForResponses may be copied.
    */
   copyResponseWith<T>(codec: RingCodec<T>): Result<T, CodecError> {
-    invariant(codec.SIZE <= this.sring.entryBytes, `${codec.name} (${codec.SIZE} B) does not fit a ${this.sring.entryBytes}-byte slot`);
+    if (codec.SIZE > this.sring.entryBytes) {
+      throw new InvariantError(`${codec.name} (${codec.SIZE} B) does not fit a ${this.sring.entryBytes}-byte slot`);
+    }
     const i = this.rspConsIdx;
-    invariant(idxSub(this.rspProdSeen, i) > 0, `${this.types.name}: no response seen at ${i} (rsp_prod seen ${this.rspProdSeen})`);
-    this.sring.region.copyOut(this.sring.slotOffset(i), this.scratch, 0, codec.SIZE);
+    if (idxSub(this.rspProdSeen, i) === 0) {
+      throw new InvariantError(`${this.types.name}: no response seen at ${i} (rsp_prod seen ${this.rspProdSeen})`);
+    }
+    const priv = this.privateBuffer(codec.SIZE);
+    this.sring.region.copyOut(this.sring.slotOffset(i), priv);
     this.rspConsIdx = idxAdd(i, 1);
-    return codec.decode(this.scratch, 0);
+    return codec.decode(priv, 0);
+  }
+
+  /** A private buffer of exactly size bytes (one per size, reused), so copies need no views. */
+  private privateBuffer(size: number): Uint8Array {
+    if (size === this.reqBuf.length) return this.reqBuf;
+    if (size === this.rspBuf.length) return this.rspBuf;
+    let b = this.otherBufs.get(size);
+    if (b === undefined) {
+      b = new Uint8Array(size);
+      this.otherBufs.set(size, b);
+    }
+    return b;
   }
 }
