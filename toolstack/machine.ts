@@ -15,6 +15,8 @@ import type { MachineAddr } from '../shared/types.ts';
 import type { HypervisorControl } from '../hypervisor/control.ts';
 import type { CreateDomainRequest, DomainBootInfo, HypervisorOptions } from '../hypervisor/hypervisor.ts';
 import type { GuestAgent } from '../shared/kernel/agent.ts';
+import type { Dom0Agent } from '../dom0/agent.ts';
+import type { DomUAgent } from '../domU/agent.ts';
 import type { KernelOptions } from '../shared/kernel/kernel.ts';
 import type { DomainWorkerData } from './worker-data.ts';
 
@@ -31,7 +33,7 @@ export type OnCrash = 'destroy' | 'preserve' | 'restart';
 export interface DomainOptions extends CreateDomainRequest {
   readonly onCrash?: OnCrash;
   readonly kernel?: KernelOptions;
-  /** The worker entry to run (default: the generic domain kernel, domU/main.ts). */
+  /** The worker entry to run (default: dom0/main.ts for domid 0, domU/main.ts otherwise). */
   readonly entry?: URL;
 }
 
@@ -40,13 +42,15 @@ export interface DomainHandle {
   readonly name: string;
   readonly boot: DomainBootInfo;
   readonly agent: Comlink.Remote<GuestAgent>;
+  readonly kind: 'dom0' | 'domU' | 'custom';
   readonly worker: Worker;
   /** Settles when the worker exits (cleanly or not). */
   readonly exited: Promise<number>;
   crashed: boolean;
 }
 
-const DEFAULT_DOMAIN_ENTRY = new URL('../domU/main.ts', import.meta.url);
+const DOMU_ENTRY = new URL('../domU/main.ts', import.meta.url);
+const DOM0_ENTRY = new URL('../dom0/main.ts', import.meta.url);
 const HV_ENTRY = new URL('../hypervisor/main.ts', import.meta.url);
 
 function waitReady(w: Worker, tag: string): Promise<void> {
@@ -59,6 +63,10 @@ function waitReady(w: Worker, tag: string): Promise<void> {
     const cleanup = () => { w.off('message', onMsg); w.off('error', onErr); w.off('exit', onExit); };
     w.on('message', onMsg); w.on('error', onErr); w.on('exit', onExit);
   });
+}
+
+function check(r: { ok: boolean; error?: string }, what: string): void {
+  if (!r.ok) throw new Error(`toolstack: ${what}: ${r.error}`);
 }
 
 export class Machine {
@@ -99,7 +107,8 @@ export class Machine {
     if (!r.ok) throw new Error(`cannot create domain '${opts.name}': ${r.error}`);
     const boot = r.value;
     const data: DomainWorkerData = { sab: this.mem.sab, pageSize: this.mem.pageSize, boot, kernel };
-    const worker = spawnTsWorker(entry ?? DEFAULT_DOMAIN_ENTRY, data as unknown as Record<string, unknown>);
+    const kind: DomainHandle['kind'] = entry !== undefined ? 'custom' : boot.domid === 0 ? 'dom0' : 'domU';
+    const worker = spawnTsWorker(entry ?? (kind === 'dom0' ? DOM0_ENTRY : DOMU_ENTRY), data as unknown as Record<string, unknown>);
     const mem = this.mem;
     const kick = () => {
       mem.atomicStore32(this.layout.dcbField(boot.slot, DCB.control), 1);
@@ -110,12 +119,58 @@ export class Machine {
     worker.on('error', (e) => { lastError = e instanceof Error ? e.message : String(e); });
     const exited = new Promise<number>((resolve) => worker.once('exit', resolve));
     const ready = waitReady(worker, 'domain-ready');
-    const handle: DomainHandle = { domid: boot.domid, name: boot.name, boot, agent: Comlink.wrap<GuestAgent>(parentEndpoint(worker, kick)), worker, exited, crashed: false };
+    const handle: DomainHandle = { domid: boot.domid, name: boot.name, boot, agent: Comlink.wrap<GuestAgent>(parentEndpoint(worker, kick)), kind, worker, exited, crashed: false };
     this.domains.set(boot.domid, handle);
     this.specs.set(boot.domid, opts);
     void exited.then((code) => this.onExit(handle, code, lastError));
     await ready;
+    if (kind === 'dom0') await this.dom0Entries(handle);
+    else if (kind === 'domU') await this.introduce(handle);
     return handle;
+  }
+
+  /** dom0's agent, when dom0 runs the dom0 kernel (xenstored lives there). */
+  get dom0(): Comlink.Remote<Dom0Agent> | undefined {
+    const h = this.domains.get(0);
+    return h?.kind === 'dom0' ? (h.agent as unknown as Comlink.Remote<Dom0Agent>) : undefined;
+  }
+  domU(domid: number): Comlink.Remote<DomUAgent> {
+    const h = this.domains.get(domid);
+    if (h?.kind !== 'domU') throw new Error(`d${domid} is not a running domU`);
+    return h.agent as unknown as Comlink.Remote<DomUAgent>;
+  }
+
+  private async dom0Entries(h: DomainHandle): Promise<void> {
+    const d0 = this.dom0;
+    if (d0 === undefined) return;
+    check(await d0.xsWrite('/local/domain/0/name', h.name), 'write dom0 name');
+    check(await d0.xsWrite('/local/domain/0/domid', '0'), 'write dom0 domid');
+  }
+
+  /**
+   * As xl does after building a guest: tell xenstored about its ring
+   * (XS_INTRODUCE) and create /local/domain/<id> owned by the guest.
+   */
+  private async introduce(h: DomainHandle): Promise<void> {
+    const d0 = this.dom0;
+    if (d0 === undefined) return;
+    const info = await this.domU(h.domid).storeInfo();
+    const base = `/local/domain/${h.domid}`;
+    check(await d0.xsWrite(`${base}/name`, h.name), 'write name');
+    check(await d0.xsWrite(`${base}/domid`, String(h.domid)), 'write domid');
+    for (const sub of ['', '/name', '/domid']) check(await d0.xsSetPerms(base + sub, [`n${h.domid}`]), 'set perms');
+    for (const sub of ['device', 'control', 'data']) {
+      check(await d0.xsWrite(`${base}/${sub}`, ''), `create ${sub}`);
+      check(await d0.xsSetPerms(`${base}/${sub}`, [`n${h.domid}`]), 'set perms');
+    }
+    check(await d0.introduce(h.domid, info.ref, info.port), 'introduce');
+  }
+
+  private async release(domid: number): Promise<void> {
+    const d0 = this.dom0;
+    if (d0 === undefined || domid === 0) return;
+    await d0.release(domid);
+    await d0.xsRm(`/local/domain/${domid}`);
   }
 
   domain(domid: number): DomainHandle | undefined { return this.domains.get(domid); }
@@ -133,6 +188,7 @@ export class Machine {
     await this.hv.crash(h.domid);
     if (action === 'preserve') return;
     this.domains.delete(h.domid);
+    await this.release(h.domid);
     await this.hv.destroyDomain(h.domid);
     if (action === 'restart' && spec !== undefined) {
       const { domid: _d, ...again } = spec;
@@ -149,6 +205,7 @@ export class Machine {
       await h.worker.terminate();
       this.stopping.delete(domid);
     }
+    await this.release(domid);
     const r = await this.hv.destroyDomain(domid);
     if (!r.ok) throw new Error(r.error);
     return r.value;

@@ -1,0 +1,34 @@
+/**
+ * dom0's agent: the generic guest agent plus dom0's services — xenstored,
+ * its socket, and introducing/releasing guests — for the toolstack.
+ */
+import { GuestAgent, type AgentResult } from '../shared/kernel/agent.ts';
+import type { DomainKernel } from '../shared/kernel/kernel.ts';
+import type { Dom0Services } from './dom0.ts';
+import { XsLocalClient } from './xenstore/local-client.ts';
+
+function xs<T>(r: { ok: true; value: T } | { ok: false; error: unknown }): AgentResult<T> {
+  return r.ok ? { ok: true, value: r.value } : { ok: false, error: typeof r.error === 'object' ? JSON.stringify(r.error) : String(r.error) };
+}
+
+export class Dom0Agent extends GuestAgent {
+  private readonly xs: XsLocalClient;
+
+  constructor(k: DomainKernel, private readonly svc: Dom0Services) {
+    super(k);
+    this.xs = new XsLocalClient(svc.xenstored, 0);
+  }
+
+  listen(path: string): Promise<AgentResult<string>> { return this.svc.listen(path).then(xs); }
+  socketPath(): string | undefined { return this.svc.socketPath; }
+  introduce(domid: number, ref: number, port: number): AgentResult<void> { return xs(this.svc.introduce(domid, ref, port)); }
+  release(domid: number): void { this.svc.release(domid); }
+  introduced(): number[] { return this.svc.introducedDomains(); }
+
+  async xsRead(path: string): Promise<AgentResult<string>> { return xs(await this.xs.readString(path)); }
+  async xsWrite(path: string, value: string): Promise<AgentResult<void>> { return xs(await this.xs.write(path, value)); }
+  async xsDirectory(path: string): Promise<AgentResult<string[]>> { return xs(await this.xs.directory(path)); }
+  async xsRm(path: string): Promise<AgentResult<void>> { return xs(await this.xs.rm(path)); }
+  async xsSetPerms(path: string, perms: string[]): Promise<AgentResult<void>> { return xs(await this.xs.setPerms(path, perms)); }
+  async xsGetPerms(path: string): Promise<AgentResult<string[]>> { return xs(await this.xs.getPerms(path)); }
+}
