@@ -6,7 +6,10 @@
  *    is copied the first time the transaction changes it; untouched nodes are
  *    read from the live tree). It sees its own writes.
  *  - The first access to each path records the generation the transaction saw
- *    (ABSENT for a node that did not exist).
+ *    (ABSENT for a node that did not exist) and a private copy of the node:
+ *    later reads in the transaction see that copy, not changes made outside
+ *    it meanwhile (cxenstored keeps accessed nodes under a transaction key;
+ *    Xen's test-xenstore "ta err" checks exactly this read stability).
  *  - Commit fails with EAGAIN if and only if some recorded path now has a
  *    different generation (changed, created or deleted since) — a change to a
  *    node the transaction never looked at does not conflict.
@@ -29,6 +32,8 @@ export class XsTransaction implements NodeView {
   private readonly overlay = new Map<string, XsNode | null>();
   /** Generation of each path when this transaction first accessed it. */
   private readonly seen = new Map<string, number>();
+  /** The node as first accessed (null = absent then): what later reads in the transaction see. */
+  private readonly snapshot = new Map<string, XsNode | null>();
   /** Ownership count changes to apply on commit. */
   private readonly ownerDelta = new Map<DomId, number>();
   /** Watch events to fire on commit. */
@@ -42,14 +47,21 @@ export class XsTransaction implements NodeView {
   /** Distinct paths read or written (the quota_trans_nodes measure). */
   get accessed(): number { return this.seen.size; }
 
-  private note(path: string): void {
-    if (!this.seen.has(path)) this.seen.set(path, this.base.get(path)?.gen ?? ABSENT);
+  /** [first path] is the node as this transaction first saw it, recording that access. */
+  private first(path: string): XsNode | undefined {
+    const s = this.snapshot.get(path);
+    if (s !== undefined) return s ?? undefined;
+    const live = this.base.get(path);
+    this.seen.set(path, live?.gen ?? ABSENT);
+    // Value and perms are never mutated in place (replaced on change); the child set is, so copy it.
+    const copy = live ? { value: live.value, perms: live.perms, children: new Set(live.children), gen: live.gen } : null;
+    this.snapshot.set(path, copy);
+    return copy ?? undefined;
   }
 
   get(path: string): XsNode | undefined {
     if (this.overlay.has(path)) return this.overlay.get(path) ?? undefined;
-    this.note(path);
-    return this.base.get(path);
+    return this.first(path);
   }
 
   modify(path: string): XsNode {
@@ -58,17 +70,16 @@ export class XsTransaction implements NodeView {
       mine.gen = this.base.nextGen();
       return mine;
     }
-    this.note(path);
-    const live = this.base.get(path);
-    if (!live || this.overlay.has(path)) throw new RangeError(`xenstore transaction: modify of absent node ${path}`);
-    // Copy-on-write: value and perms are immutable and shared; only the child set is copied.
-    const copy: XsNode = { value: live.value, perms: live.perms, children: new Set(live.children), gen: this.base.nextGen() };
+    const seen = this.first(path);
+    if (!seen || this.overlay.has(path)) throw new RangeError(`xenstore transaction: modify of absent node ${path}`);
+    // Copy-on-write from what this transaction saw.
+    const copy: XsNode = { value: seen.value, perms: seen.perms, children: new Set(seen.children), gen: this.base.nextGen() };
     this.overlay.set(path, copy);
     return copy;
   }
 
   create(path: string, node: XsNode): void {
-    this.note(path);
+    this.first(path);
     this.overlay.set(path, node);
     this.addOwnedNodes((node.perms[0] as { id: DomId }).id, 1);
   }

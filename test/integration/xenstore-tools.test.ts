@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { asDomId } from '../../shared/types.ts';
@@ -34,6 +34,18 @@ class RecordingXenStored extends XenStored {
 function have(cmd: string, args: string[] = ['--help']): boolean {
   const r = spawnSync(cmd, args, { stdio: 'ignore', timeout: 5000 });
   return r.error === undefined && r.status !== 127;
+}
+
+/**
+ * A binary of xen-utils-<version>. Debian's /usr/bin/xenstore-control is
+ * xen-utils-wrapper, which picks /usr/lib/xen-<major.minor>/bin from
+ * /sys/hypervisor/version and fails without a hypervisor ("Can't find
+ * hypervisor information in sysfs!"), so we run the real binary directly.
+ */
+function xenUtil(name: string): string | undefined {
+  let dirs: string[];
+  try { dirs = readdirSync('/usr/lib').filter((e) => /^xen-[0-9]+\.[0-9]+$/.test(e)).sort().reverse(); } catch { return undefined; }
+  return dirs.map((e) => `/usr/lib/${e}/bin/${name}`).find((p) => existsSync(p));
 }
 
 const PYTHON = ['/usr/bin/python3', 'python3'].find((py) => spawnSync(py, ['-c', 'import pyxs'], { stdio: 'ignore' }).status === 0);
@@ -239,13 +251,43 @@ with Client() as c:
     for (let i = 1; i < ids.length; i++) expect(ids[i] as number).to.be.above(ids[i - 1] as number);
   });
 
-  it('xenstore-control help, when the tool is present', async function () {
-    if (!have('xenstore-control', ['--version'])) {
-      console.warn('SKIPPED: xenstore-control because its binary is not installed (the Debian wrapper needs xen-utils-4.17)');
+  it('xenstore-control (xen-utils-4.17) runs help, quota, check and print, and reports an unknown command', async function () {
+    const ctl = xenUtil('xenstore-control');
+    if (ctl === undefined) {
+      console.warn('SKIPPED: xenstore-control because xen-utils-4.17 is not installed');
       this.skip();
     }
-    const r = await run('xenstore-control', ['help']);
+    const help = await run(ctl as string, ['help']);
+    expect(help.code).to.equal(0);
+    expect(help.stdout.split('\n')).to.include.members(['check', 'help', 'quota [<domid>]']);
+    expect(d.seen.find((m) => m.type === XS.CONTROL)?.payload).to.equal('help\0');
+    const quota = await run(ctl as string, ['quota']);
+    expect(quota.stdout).to.match(/^nodes: 1000$/m);
+    expect((await run(ctl as string, ['check'])).stdout).to.equal('OK\n');
+    const printed: string[] = [];
+    d.beforeProcess = (_conn, msg) => { if (msg.type === XS.CONTROL) printed.push(latin1(msg.payload)); };
+    expect((await run(ctl as string, ['print', 'hello', 'xensim'])).code).to.equal(0);
+    expect(printed).to.deep.equal(['print\0hello\0xensim\0']);
+    // Unknown command: the daemon answers EINVAL, the tool prints the help to stderr and exits 3.
+    const bad = await run(ctl as string, ['bogus']);
+    expect(bad.code).to.equal(3);
+    expect(bad.stderr).to.match(/^Command not supported. Valid commands are:\ncheck\n/);
+  });
+
+  it('passes Xen\'s own xenstore test suite (test-xenstore from xen-utils-4.17), transactions included', async function () {
+    const t = xenUtil('test-xenstore');
+    if (t === undefined) {
+      console.warn('SKIPPED: test-xenstore because xen-utils-4.17 is not installed');
+      this.skip();
+    }
+    const r = await run(t as string, ['-i', '3']);
+    expect(r.stderr).to.equal('');
     expect(r.code).to.equal(0);
-    expect(r.stdout).to.contain('quota');
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.map((l) => l.split(':')[0]?.trim())).to.deep.equal([
+      'read 1', 'read 2000', 'write 1', 'write 2000', 'dir', 'rm node', 'rm dir',
+      'ta empty', 'ta empty x', 'ta rmw', 'ta rmw x', 'ta err',
+    ]);
+    expect(lines.filter((l) => l.includes('failed'))).to.deep.equal([]);
   });
 });

@@ -41,6 +41,26 @@ describe('xenstore transactions', () => {
     expectErr(end(d, dom0, tx), 'ENOENT'); // the transaction is gone
   });
 
+  it('keeps reading what it first saw after an outside change, then fails the commit (test-xenstore "ta err")', () => {
+    const { d, dom0 } = world([]);
+    const other = d.connect(asDomId(0));
+    expectOk(write(d, dom0, '/s/a', 'a'));
+    expectOk(write(d, dom0, '/s/k', 'k'));
+    const tx = start(d, dom0);
+    expect(okText(read(d, dom0, '/s/a', { tx }))).to.equal('a');
+    expect(okText(op(d, dom0, XS.DIRECTORY, ['/s'], { tx }))).to.equal('a\0k\0');
+    expectOk(write(d, other, '/s/a', 'b'));
+    expectOk(write(d, other, '/s/new', 'n'));
+    expect(okText(read(d, dom0, '/s/a', { tx }))).to.equal('a'); // read stability
+    expect(okText(op(d, dom0, XS.DIRECTORY, ['/s'], { tx }))).to.equal('a\0k\0');
+    expect(okText(read(d, dom0, '/s/new', { tx }))).to.equal('n'); // never seen before: read live
+    expectOk(write(d, dom0, '/s/a', 'c', { tx }));
+    expect(okText(read(d, dom0, '/s/a', { tx }))).to.equal('c');
+    expectErr(end(d, dom0, tx), 'EAGAIN');
+    expect(okText(read(d, other, '/s/a'))).to.equal('b');
+    expect(d.store.check()).to.deep.equal([]);
+  });
+
   it('commits when only nodes it never touched changed', () => {
     const { d, dom0 } = world([]);
     const other = d.connect(asDomId(0));
