@@ -10,7 +10,7 @@ import { XenStored, type XsConnection, type XsMsg } from '../../../dom0/xenstore
 import { latin1 } from '../../../dom0/xenstore/wire.ts';
 import { XenbusState } from '../../../shared/xenbus/state.ts';
 import { XenbusBackend, createBackendBus } from '../../../shared/xenbus/backend.ts';
-import { XenbusFrontend } from '../../../shared/xenbus/frontend.ts';
+import { XenbusFrontend, createFrontendBus } from '../../../shared/xenbus/frontend.ts';
 import { backendPath, frontendPath, type XenbusDeviceId } from '../../../shared/xenbus/paths.ts';
 import { createDeviceDirs, initiateDeviceRemove, removeDeviceDirs } from '../../../toolstack/devices.ts';
 import {
@@ -265,6 +265,36 @@ describe('xenbus handshake (frontend over a ring, backend in dom0)', function ()
     expect(e).to.equal('map-failed: connect: cannot map ring-ref 9');
     expect(p.feLog.teardowns).to.deep.equal(['close']);
     expect(p.beLog.disconnects).to.equal(0); // never connected, never disconnected
+  });
+
+  it('probes devices on both sides as the toolstack creates them, and drops the one it removes', async () => {
+    const w = await world();
+    const g = await w.guest(1);
+    const feLog = newFrontendLog();
+    const beLog = newBackendLog();
+    const beBus = createBackendBus(w.dom0, asDomId(0), 'vbd', () => testBackendHooks(beLog));
+    const feBus = createFrontendBus(g.xs, asDomId(1), 'vbd', () => testFrontendHooks(feLog));
+    must(await beBus.start(), 'be bus');
+    must(await feBus.start(), 'fe bus');
+    const devids = [51712, 51728, 51744, 51760, 51776, 51792, 51808, 51824];
+    const t0 = performance.now();
+    for (const devid of devids) must(await createDeviceDirs(w.dom0, { ...VBD, devid }), `create ${devid}`);
+    const all = () => devids.every((id) => feBus.registered.get(String(id))?.isConnected === true && beBus.registered.get(`1/${id}`)?.state === S.Connected);
+    await until(all, () => `fe ${[...feBus.registered.keys()].join(',')} be ${[...beBus.registered.keys()].join(',')}`);
+    const ms = performance.now() - t0;
+    console.log(`      ${devids.length} devices created and connected in ${ms.toFixed(1)} ms (${(ms / devids.length).toFixed(2)} ms each)`);
+    expect(beLog.connects).to.have.length(devids.length);
+    expect(feLog.setups).to.have.length(devids.length);
+    const gone = feBus.registered.get('51728');
+    must(await removeDeviceDirs(w.dom0, { ...VBD, devid: 51728 }), 'remove');
+    await until(() => !feBus.registered.has('51728') && !beBus.registered.has('1/51728'), () => 'not dropped');
+    expect(gone?.stopped).to.equal(true);
+    expect(feBus.registered.size).to.equal(devids.length - 1);
+    // It comes back when the toolstack creates it again.
+    must(await createDeviceDirs(w.dom0, { ...VBD, devid: 51728 }), 're-create');
+    await until(() => feBus.registered.get('51728')?.isConnected === true, () => 'not re-probed');
+    await feBus.stop();
+    await beBus.stop();
   });
 
   it('resets a backend left Connected by an earlier frontend instance before connecting', async () => {
