@@ -146,9 +146,14 @@ export abstract class XenbusDevice {
         try {
           await this.pass();
         } catch (e) {
-          // A hook threw: our own bug, but the device stays up and reports it like a failed hook.
+          // A hook threw (or we broke an invariant): our own bug, but the device stays up and
+          // reports it like a failed hook. Nothing escapes this loop: it runs detached.
           this.stats.hookFailures++;
-          await this.fatal('exception', e instanceof Error ? e.message : String(e));
+          try {
+            await this.fatal('exception', e instanceof Error ? e.message : String(e));
+          } catch (e2) {
+            this.log(`cannot report the failure: ${e2 instanceof Error ? e2.message : String(e2)}`);
+          }
         }
       }
     } finally {
@@ -350,30 +355,37 @@ export class XenbusBus<D extends XenbusBusDevice> {
   private async scan(): Promise<void> {
     this.scanning = true;
     try {
-      do {
-        this.rescan = false;
-        this.scans++;
-        const full = this.fullScan;
-        this.fullScan = false;
-        const paths = [...this.pendingPaths];
-        this.pendingPaths.clear();
-        // rel → whether an event named exactly that device dir (it was created, removed or re-created).
-        const found = new Map<string, boolean>();
-        if (full) for (const rel of await this.list()) found.set(rel, false);
-        for (const p of paths) {
-          const parts = p.split('/');
-          // A shallower event (a whole <frontDom> dir) lists what is below it.
-          if (parts.length < this.depth) { for (const rel of await this.list(parts)) if (!found.has(rel)) found.set(rel, false); }
-          else found.set(p, true);
-        }
-        for (const [rel, exact] of found) await this.consider(rel, exact);
-        if (full) {
-          for (const rel of [...this.retired]) if (!found.has(rel)) this.retired.delete(rel);
-        }
-      } while (this.rescan || this.pendingPaths.size > 0 || this.fullScan);
+      await this.scanLoop();
+    } catch (e) {
+      // A driver's factory threw: log it; the bus keeps watching (it runs detached).
+      this.opts.log?.(`xenbus bus ${this.base}: scan failed: ${e instanceof Error ? e.message : String(e)}`);
     } finally {
       this.scanning = false;
     }
+  }
+
+  private async scanLoop(): Promise<void> {
+    do {
+      this.rescan = false;
+      this.scans++;
+      const full = this.fullScan;
+      this.fullScan = false;
+      const paths = [...this.pendingPaths];
+      this.pendingPaths.clear();
+      // rel → whether an event named exactly that device dir (it was created, removed or re-created).
+      const found = new Map<string, boolean>();
+      if (full) for (const rel of await this.list()) found.set(rel, false);
+      for (const p of paths) {
+        const parts = p.split('/');
+        // A shallower event (a whole <frontDom> dir) lists what is below it.
+        if (parts.length < this.depth) { for (const rel of await this.list(parts)) if (!found.has(rel)) found.set(rel, false); }
+        else found.set(p, true);
+      }
+      for (const [rel, exact] of found) await this.consider(rel, exact);
+      if (full) {
+        for (const rel of [...this.retired]) if (!found.has(rel)) this.retired.delete(rel);
+      }
+    } while (this.rescan || this.pendingPaths.size > 0 || this.fullScan);
   }
 
   /** Device dirs below base (or below base/prefix), as "a/b" paths. */

@@ -235,6 +235,7 @@ export class XenbusFrontend<B = unknown> extends XenbusDevice {
 
     if (this.closeRequested && this.stateNow !== S.Closing && this.stateNow !== S.Closed) {
       this.closeRequested = false;
+      if (this.stateNow === S.Unknown) return; // nothing started; wantOnline keeps it so
       await this.switchState(S.Closing);
       this.kick(); // the backend may already be closed
       return;

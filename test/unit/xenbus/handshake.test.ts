@@ -267,6 +267,14 @@ describe('xenbus handshake (frontend over a ring, backend in dom0)', function ()
     expect(p.beLog.disconnects).to.equal(0); // never connected, never disconnected
   });
 
+  it('survives a hook that throws: reported like a failed hook, no exception escapes', async () => {
+    const p = await pair({ failConnect: () => { throw new Error('driver bug'); } });
+    await until(() => p.fe.state === S.Closed && p.backend().state === S.Closed, () => states(p));
+    expect(p.backend().stats.hookFailures).to.equal(1);
+    expect(must(await p.w.dom0.readString('/local/domain/0/error/backend/vbd/1/51712/error'), 'error node')).to.equal('exception: driver bug');
+    expect(p.backend().stopped).to.equal(false);
+  });
+
   it('probes devices on both sides as the toolstack creates them, and drops the one it removes', async () => {
     const w = await world();
     const g = await w.guest(1);
