@@ -6,6 +6,9 @@ import { GuestAgent, type AgentResult } from '../shared/kernel/agent.ts';
 import type { DomainKernel } from '../shared/kernel/kernel.ts';
 import type { Dom0Services } from './dom0.ts';
 import { XsLocalClient } from './xenstore/local-client.ts';
+import { domainDirs, createDeviceDirs, initiateDeviceRemove, removeDeviceDirs, type DeviceDirsSpec } from '../toolstack/devices.ts';
+import type { XenbusDeviceId } from '../shared/xenbus/paths.ts';
+import { asDomId } from '../shared/types.ts';
 
 function xs<T>(r: { ok: true; value: T } | { ok: false; error: unknown }): AgentResult<T> {
   return r.ok ? { ok: true, value: r.value } : { ok: false, error: typeof r.error === 'object' ? JSON.stringify(r.error) : String(r.error) };
@@ -24,6 +27,12 @@ export class Dom0Agent extends GuestAgent {
   introduce(domid: number, ref: number, port: number): AgentResult<void> { return xs(this.svc.introduce(domid, ref, port)); }
   release(domid: number): void { this.svc.release(domid); }
   introduced(): number[] { return this.svc.introducedDomains(); }
+
+  /** The toolstack's domain home (/local/domain/<id>), laid out as libxl does. */
+  async domainDirs(domid: number, name: string): Promise<AgentResult<void>> { return xs(await domainDirs(this.xs, asDomId(domid), name)); }
+  async createDeviceDirs(spec: DeviceDirsSpec): Promise<AgentResult<void>> { return xs(await createDeviceDirs(this.xs, spec)); }
+  async initiateDeviceRemove(id: XenbusDeviceId): Promise<AgentResult<void>> { return xs(await initiateDeviceRemove(this.xs, id)); }
+  async removeDeviceDirs(id: XenbusDeviceId): Promise<AgentResult<void>> { return xs(await removeDeviceDirs(this.xs, id)); }
 
   async xsRead(path: string): Promise<AgentResult<string>> { return xs(await this.xs.readString(path)); }
   async xsWrite(path: string, value: string): Promise<AgentResult<void>> { return xs(await this.xs.write(path, value)); }

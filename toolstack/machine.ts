@@ -35,6 +35,8 @@ export interface DomainOptions extends CreateDomainRequest {
   readonly kernel?: KernelOptions;
   /** The worker entry to run (default: dom0/main.ts for domid 0, domU/main.ts otherwise). */
   readonly entry?: URL;
+  /** What the entry is, when it is not the default (it decides XenStore wiring). */
+  readonly kind?: 'dom0' | 'domU' | 'custom';
 }
 
 export interface DomainHandle {
@@ -102,12 +104,12 @@ export class Machine {
 
   /** [createDomain opts] builds a domain in the hypervisor and starts its worker. */
   async createDomain(opts: DomainOptions): Promise<DomainHandle> {
-    const { onCrash: _c, kernel, entry, ...req } = opts;
+    const { onCrash: _c, kernel, entry, kind: givenKind, ...req } = opts;
     const r = await this.hv.createDomain(req);
     if (!r.ok) throw new Error(`cannot create domain '${opts.name}': ${r.error}`);
     const boot = r.value;
     const data: DomainWorkerData = { sab: this.mem.sab, pageSize: this.mem.pageSize, boot, kernel };
-    const kind: DomainHandle['kind'] = entry !== undefined ? 'custom' : boot.domid === 0 ? 'dom0' : 'domU';
+    const kind: DomainHandle['kind'] = givenKind ?? (entry !== undefined ? 'custom' : boot.domid === 0 ? 'dom0' : 'domU');
     const worker = spawnTsWorker(entry ?? (kind === 'dom0' ? DOM0_ENTRY : DOMU_ENTRY), data as unknown as Record<string, unknown>);
     const mem = this.mem;
     const kick = () => {
@@ -143,26 +145,18 @@ export class Machine {
   private async dom0Entries(h: DomainHandle): Promise<void> {
     const d0 = this.dom0;
     if (d0 === undefined) return;
-    check(await d0.xsWrite('/local/domain/0/name', h.name), 'write dom0 name');
-    check(await d0.xsWrite('/local/domain/0/domid', '0'), 'write dom0 domid');
+    check(await d0.domainDirs(0, h.name), 'create /local/domain/0');
   }
 
   /**
-   * As xl does after building a guest: tell xenstored about its ring
-   * (XS_INTRODUCE) and create /local/domain/<id> owned by the guest.
+   * As xl does after building a guest: create /local/domain/<id> as libxl
+   * lays it out, and tell xenstored about the guest's ring (XS_INTRODUCE).
    */
   private async introduce(h: DomainHandle): Promise<void> {
     const d0 = this.dom0;
     if (d0 === undefined) return;
     const info = await this.domU(h.domid).storeInfo();
-    const base = `/local/domain/${h.domid}`;
-    check(await d0.xsWrite(`${base}/name`, h.name), 'write name');
-    check(await d0.xsWrite(`${base}/domid`, String(h.domid)), 'write domid');
-    for (const sub of ['', '/name', '/domid']) check(await d0.xsSetPerms(base + sub, [`n${h.domid}`]), 'set perms');
-    for (const sub of ['device', 'control', 'data']) {
-      check(await d0.xsWrite(`${base}/${sub}`, ''), `create ${sub}`);
-      check(await d0.xsSetPerms(`${base}/${sub}`, [`n${h.domid}`]), 'set perms');
-    }
+    check(await d0.domainDirs(h.domid, h.name), `create /local/domain/${h.domid}`);
     check(await d0.introduce(h.domid, info.ref, info.port), 'introduce');
   }
 

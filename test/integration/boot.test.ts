@@ -20,12 +20,14 @@ describe('a booted machine seen through XenStore', function () {
   });
   after(async () => { await machine?.shutdown(); cleanup?.(); });
 
-  it('names dom0 and the guests under /local/domain, owned by each guest', async () => {
+  it('names dom0 and the guests under /local/domain, laid out as libxl does', async () => {
     const d0 = machine.dom0!;
     expect(await d0.xsRead('/local/domain/0/name')).to.deep.equal({ ok: true, value: 'Domain-0' });
     expect(await d0.xsRead('/local/domain/1/name')).to.deep.equal({ ok: true, value: 'guest1' });
     expect(await d0.xsRead('/local/domain/2/domid')).to.deep.equal({ ok: true, value: '2' });
-    expect(await d0.xsGetPerms('/local/domain/1')).to.deep.equal({ ok: true, value: ['n1'] });
+    // libxl: the home is dom0's and readable by the guest; data/ is the guest's own.
+    expect(await d0.xsGetPerms('/local/domain/1')).to.deep.equal({ ok: true, value: ['n0', 'r1'] });
+    expect(await d0.xsGetPerms('/local/domain/1/data')).to.deep.equal({ ok: true, value: ['n1'] });
     expect((await d0.introduced()).sort()).to.deep.equal([1, 2]);
   });
 
