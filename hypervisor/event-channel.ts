@@ -76,8 +76,10 @@ export function eventChannelOp(hv: Hypervisor, d: Domain, cmd: number, args: rea
     case EVTCHNOP.alloc_unbound: {
       // IN: dom (DOMID_SELF, or any domain for a privileged caller), remote_dom. OUT: port.
       const dom = a1 === DOMID_SELF ? d.domid : a1;
-      const owner = dom === d.domid ? d : d.spec.privileged ? hv.domain(dom) : undefined;
-      if (owner === undefined) return [dom === d.domid ? -XEN_ERRNO.ESRCH : -XEN_ERRNO.EPERM, 0];
+      // As Xen: an unknown (or dying) domain is -ESRCH first, then a non-privileged caller naming another is -EPERM.
+      const owner = dom === d.domid ? d : hv.domain(dom);
+      if (owner === undefined || !owner.alive) return [-XEN_ERRNO.ESRCH, 0];
+      if (owner !== d && !d.spec.privileged) return [-XEN_ERRNO.EPERM, 0];
       const remote = a2 === DOMID_SELF ? d.domid : a2;
       if (!(Number.isInteger(remote) && remote >= 0 && remote < 0x7ff0)) return [-XEN_ERRNO.EINVAL, 0];
       const port = allocPort(owner);

@@ -53,6 +53,11 @@ function writePins(a: ActiveGrant): number { return a.hostRw + a.devRw + a.copyR
 export function pin(hv: Hypervisor, g: Domain, ref: number, grantee: DomId, kind: PinKind): Result<ActiveGrant, GntSt> {
   const e = entryAddr(hv, g, ref);
   if (e === undefined) return err(GNTST.bad_gntref);
+  // As Xen's "Bad domain (%d != %d)" check: an entry pinned for one grantee is
+  // never pinned by another, whatever the granter has since written in the entry
+  // (else that domain would reach the frame pinned for the first one).
+  const held = g.active.get(ref);
+  if (held !== undefined && held.grantee !== grantee) return err(GNTST.general_error);
   const write = kind === 'hostRw' || kind === 'devRw' || kind === 'copyRw';
   const mem = hv.mem;
   let done = false;

@@ -8,6 +8,7 @@
 import { DCB, MACHINE_HEADER } from '../shared/abi/machine.ts';
 import type { MachineAddr } from '../shared/types.ts';
 import type { Hypervisor } from './hypervisor.ts';
+import { spinUntil } from '../shared/spin.ts';
 
 export interface ServerOptions {
   /** Spin this long (µs) after the last call before sleeping. 0 disables spinning. Default 50. */
@@ -20,13 +21,13 @@ const H = (f: number) => f as MachineAddr;
 
 export class HypercallServer {
   private readonly words: number;
-  private readonly spinNs: bigint;
+  private readonly spinNs: number;
   private readonly idleMs: number;
   private stopped = false;
 
   constructor(private readonly hv: Hypervisor, opts: ServerOptions = {}) {
     this.words = Math.ceil(hv.layout.nrSlots / 32);
-    this.spinNs = BigInt(Math.round((opts.spinUs ?? 50) * 1000));
+    this.spinNs = (opts.spinUs ?? 50) * 1000;
     this.idleMs = opts.idleMs ?? 20;
   }
 
@@ -49,6 +50,7 @@ export class HypercallServer {
         const b = 31 - Math.clz32(bits);
         bits &= ~(1 << b);
         const slot = w * 32 + b;
+        if (slot >= hv.layout.nrSlots) continue; // spurious: no such slot (throwing here would drop the word's other calls)
         const st = hv.layout.dcbField(slot, DCB.mbState);
         if (mem.atomicLoad32(st) !== DCB.MB_POSTED) continue; // spurious: nothing posted
         const op = mem.getU32(hv.layout.dcbField(slot, DCB.mbOp));
@@ -94,13 +96,9 @@ export class HypercallServer {
         continue;
       }
       if (this.pollOnce() > 0) continue;
-      if (this.spinNs > 0n) {
+      if (this.spinNs > 0) {
         mem.atomicStore32(H(MACHINE_HEADER.hvSpinning), 1);
-        const until = process.hrtime.bigint() + this.spinNs;
-        let got = false;
-        while (process.hrtime.bigint() < until) {
-          if (this.anyPending() || mem.atomicLoad32(H(MACHINE_HEADER.hvControl)) !== 0) { got = true; break; }
-        }
+        const got = spinUntil(() => this.anyPending() || mem.atomicLoad32(H(MACHINE_HEADER.hvControl)) !== 0, this.spinNs);
         if (got) continue; // stay spinning-flagged: callers may skip the doorbell
       }
       const seq = mem.atomicLoad32(H(MACHINE_HEADER.hvDoorbell));

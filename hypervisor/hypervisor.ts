@@ -329,8 +329,12 @@ export class Hypervisor {
     this.iommu.ownerDestroyed(d.domid);
     // Translations go first, so no accessor of a still-running worker reaches freed frames.
     for (let pfn = 0; pfn < d.p2m.entries; pfn++) d.p2m.clear(pfn as Pfn);
+    // Frames still pinned by others stay: host maps show in the mapcount, device-only
+    // maps only as active pins (the device keeps its bus address), as Xen's page refs keep them.
+    const pinned = new Set<number>();
+    for (const a of d.active.values()) pinned.add(a.mfn);
     for (const m of [...d.owned]) {
-      if (this.frameTable.mapcount(m) > 0) continue;
+      if (this.frameTable.mapcount(m) > 0 || pinned.has(m)) continue;
       if (this.frameTable.type(m) === FRAME_TYPE.grantTable && d.active.size > 0) continue;
       this.freeOwnedFrame(d, m);
     }
@@ -417,6 +421,8 @@ export class Hypervisor {
     let free = 0;
     for (let m = 0; m < this.mem.frames; m++) {
       const owner = this.frameTable.owner(m as Mfn);
+      // A frame in use (Xen's or a domain's) that is also in the free pool would be handed out twice.
+      if (owner !== DOMID_FREE && this.allocator.isFree(m as Mfn)) mismatchedFrames.push(m);
       if (owner === DOMID_XEN) continue;
       if (owner === DOMID_FREE) {
         if (!this.allocator.isFree(m as Mfn)) lostFrames.push(m);
