@@ -13,6 +13,7 @@ import { DCB, MACHINE_HEADER } from '../abi/machine.ts';
 import type { MachineLayout } from '../machine-layout.ts';
 import type { MachineAddr } from '../types.ts';
 import { machineRegion, type MemRegion } from '../memory/region.ts';
+import { spinUntil } from '../spin.ts';
 
 export interface ChannelOptions {
   /** How long the caller spins for an answer before sleeping (µs). Default 30. */
@@ -35,7 +36,7 @@ export class HypercallChannel implements Hypercaller {
   private readonly result2: MachineAddr;
   private readonly pendingWord: MachineAddr;
   private readonly pendingBit: number;
-  private readonly spinNs: bigint;
+  private readonly spinNs: number;
   /** The hypercall argument buffer (Xen-owned frames shared with this domain). */
   readonly buf: MemRegion;
   readonly bufBytes: number;
@@ -54,7 +55,7 @@ export class HypercallChannel implements Hypercaller {
     this.result2 = f(DCB.mbResult2);
     this.pendingWord = (MACHINE_HEADER.hvPending + (slot >>> 5) * 4) as MachineAddr;
     this.pendingBit = 1 << (slot & 31);
-    this.spinNs = BigInt(Math.round((opts.spinUs ?? 30) * 1000));
+    this.spinNs = (opts.spinUs ?? 30) * 1000;
     const mem = layout.mem;
     const pages = mem.atomicLoad32(f(DCB.hcbufPages));
     this.buf = machineRegion(mem, (mem.atomicLoad32(f(DCB.hcbufMfn)) * mem.pageSize) as MachineAddr, pages);
@@ -78,8 +79,7 @@ export class HypercallChannel implements Hypercaller {
       mem.notify32(MACHINE_HEADER.hvDoorbell as MachineAddr, 1);
     }
     if (mem.atomicLoad32(this.state) !== DCB.MB_DONE) {
-      const until = process.hrtime.bigint() + this.spinNs;
-      while (mem.atomicLoad32(this.state) !== DCB.MB_DONE && process.hrtime.bigint() < until) { /* spin */ }
+      spinUntil(() => mem.atomicLoad32(this.state) === DCB.MB_DONE, this.spinNs);
       while (mem.atomicLoad32(this.state) !== DCB.MB_DONE) {
         if (mem.atomicLoad32(MACHINE_HEADER.hvStopped as MachineAddr) !== 0) throw new Error('the hypervisor has stopped');
         mem.wait32(this.state, DCB.MB_POSTED, 1000);

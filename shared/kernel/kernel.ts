@@ -16,6 +16,7 @@ import type { DomainBootInfo } from '../../hypervisor/hypervisor.ts';
 import { EventChannels } from './evtchn.ts';
 import { GrantTable } from './gnttab.ts';
 import { PfnPool } from './page-alloc.ts';
+import { spinUntil } from '../spin.ts';
 import type { GuestAddr, MachineAddr, Pfn, Port } from '../types.ts';
 
 export interface KernelOptions {
@@ -41,7 +42,7 @@ export class DomainKernel {
   readonly pageSize: number;
   private readonly wakeAddr: MachineAddr;
   private readonly controlAddr: MachineAddr;
-  private readonly spinNs: bigint;
+  private readonly spinNs: number;
   private readonly idleMs: number;
   private stopped = false;
   /** Idle sleeps that timed out although an upcall was pending: lost wake-ups (must stay 0). */
@@ -68,7 +69,7 @@ export class DomainKernel {
     this.ballooned = new PfnPool(`d${boot.domid} ballooned`, boot.foreignBase, boot.foreignPages);
     this.wakeAddr = this.layout.dcbField(boot.slot, DCB.wake);
     this.controlAddr = this.layout.dcbField(boot.slot, DCB.control);
-    this.spinNs = BigInt(Math.round((opts.spinUs ?? 20) * 1000));
+    this.spinNs = (opts.spinUs ?? 20) * 1000;
     this.idleMs = opts.idleMs ?? 10;
     this.gnttab.setup();
   }
@@ -108,21 +109,14 @@ export class DomainKernel {
     const seq = m.atomicLoad32(this.wakeAddr);
     if (this.evtchn.upcallPending()) return 'event';
     if (m.atomicLoad32(this.controlAddr) !== 0) return 'control';
-    if (this.spinNs > 0n) {
-      const until = process.hrtime.bigint() + this.spinNs;
-      while (process.hrtime.bigint() < until) {
-        if (m.atomicLoad32(this.wakeAddr) !== seq) return 'event';
-      }
-    }
+    if (spinUntil(() => m.atomicLoad32(this.wakeAddr) !== seq, this.spinNs)) return 'event';
     this.sleeps++;
     const r = m.wait32(this.wakeAddr, seq, ms);
     if (r === 'timed-out') {
       // An upcall pending with no kick is a lost wake-up — unless a sender is
       // between raising the upcall and bumping the wake word: give it 1 ms.
       if (this.evtchn.upcallPending() && m.atomicLoad32(this.wakeAddr) === seq) {
-        const until = process.hrtime.bigint() + 1_000_000n;
-        while (m.atomicLoad32(this.wakeAddr) === seq && process.hrtime.bigint() < until) { /* spin */ }
-        if (m.atomicLoad32(this.wakeAddr) === seq) this.lostWakeups++;
+        if (!spinUntil(() => m.atomicLoad32(this.wakeAddr) !== seq, 1_000_000)) this.lostWakeups++;
       }
       return 'timeout';
     }
