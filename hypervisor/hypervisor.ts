@@ -179,7 +179,12 @@ export class Hypervisor {
     let ramBase = 0;
     if (req.model === 'pm') {
       const r = this.allocator.allocContiguous(pages);
-      if (!r.ok) return err({ kind: 'out-of-memory', wanted: pages, free: this.allocator.freeCount });
+      if (!r.ok) {
+        if (r.error.kind === 'no-contiguous-run') {
+          return err({ kind: 'bad-config', message: `no run of ${pages} contiguous free frames for a P==M domain (${r.error.free} frames free but scattered): create P==M domains first` });
+        }
+        return err({ kind: 'out-of-memory', wanted: pages, free: this.allocator.freeCount });
+      }
       ramBase = r.value;
       ram = Array.from({ length: pages }, (_, i) => (r.value + i) as Mfn);
     } else {

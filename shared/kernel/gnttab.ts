@@ -40,6 +40,11 @@ export class GrantTable {
     readonly nrFrames: number,
     /** For PV guests, grants name machine frames: pfn → mfn. */
     private readonly frameOf: (pfn: Pfn) => number,
+    /**
+     * PV guests keep their own pfn→mfn list: a foreign frame mapped at a pfn
+     * must appear there too (Linux's set_foreign_p2m_mapping), and go on unmap.
+     */
+    private readonly foreignP2m?: (pfn: Pfn, mfn: number | undefined) => void,
   ) {
     this.pageSize = mem.pageSize;
     this.base = grantPfnBase * mem.pageSize;
@@ -134,9 +139,11 @@ export class GrantTable {
       });
       const [r] = this.hc.call(HYPERVISOR.grant_table_op, GNTTABOP.map_grant_ref, 0, chunk.length);
       if (r < 0) throw new GnttabError('GNTTABOP_map_grant_ref', r);
-      chunk.forEach((_q, i) => {
+      chunk.forEach((q, i) => {
         const o = i * GNTTAB_MAP.SIZE;
-        out.push({ status: buf.getI16(o + GNTTAB_MAP.status), handle: asGrantHandle(buf.getU32(o + GNTTAB_MAP.handle)), devBusAddr: Number(buf.getU64(o + GNTTAB_MAP.dev_bus_addr)) });
+        const r = { status: buf.getI16(o + GNTTAB_MAP.status), handle: asGrantHandle(buf.getU32(o + GNTTAB_MAP.handle)), devBusAddr: Number(buf.getU64(o + GNTTAB_MAP.dev_bus_addr)) };
+        if (r.status === 0) this.foreignP2m?.(q.hostPfn, r.devBusAddr / this.pageSize);
+        out.push(r);
       });
     }
     return out;
@@ -157,7 +164,11 @@ export class GrantTable {
       });
       const [r] = this.hc.call(HYPERVISOR.grant_table_op, GNTTABOP.unmap_grant_ref, 0, chunk.length);
       if (r < 0) throw new GnttabError('GNTTABOP_unmap_grant_ref', r);
-      chunk.forEach((_q, i) => out.push(buf.getI16(i * GNTTAB_UNMAP.SIZE + GNTTAB_UNMAP.status)));
+      chunk.forEach((q, i) => {
+        const st = buf.getI16(i * GNTTAB_UNMAP.SIZE + GNTTAB_UNMAP.status);
+        if (st === 0 && q.hostPfn !== -1) this.foreignP2m?.(q.hostPfn, undefined);
+        out.push(st);
+      });
     }
     return out;
   }

@@ -62,7 +62,10 @@ export class DomainKernel {
     });
     this.hc = opts.hypercaller ?? new HypercallChannel(this.layout, boot.slot, { spinUs: opts.hypercallSpinUs });
     this.evtchn = new EventChannels(this.mem, this.layout, boot.slot, this.hc, boot.sharedInfoPfn, boot.nrPorts);
-    this.gnttab = new GrantTable(this.mem, this.hc, boot.grantPfnBase, opts.grantFrames ?? boot.maxGrantFrames, (pfn) => this.frameOf(pfn));
+    this.gnttab = new GrantTable(
+      this.mem, this.hc, boot.grantPfnBase, opts.grantFrames ?? boot.maxGrantFrames, (pfn) => this.frameOf(pfn),
+      boot.model === 'p2m' ? (pfn, mfn) => this.setOwnP2m(pfn, mfn) : undefined,
+    );
     const reserved = new Set<number>();
     for (let i = 0; i < boot.p2mListPages; i++) reserved.add(boot.p2mListPfn + i);
     this.ram = new PfnPool(`d${boot.domid} RAM`, boot.ramBase, boot.ramPages, reserved);
@@ -84,6 +87,12 @@ export class DomainKernel {
   frameOf(pfn: Pfn): number {
     if (this.boot.model !== 'p2m') return pfn;
     return this.mem.getU32((this.boot.p2mListPfn * this.pageSize + pfn * 4) as GuestAddr);
+  }
+
+  /** PV: records (or clears) a foreign frame in the guest's own pfn→mfn list. */
+  private setOwnP2m(pfn: Pfn, mfn: number | undefined): void {
+    if (!(pfn >= 0 && pfn < this.boot.p2mEntries)) return;
+    this.mem.setU32((this.boot.p2mListPfn * this.pageSize + pfn * 4) as GuestAddr, mfn === undefined ? 0xffffffff : mfn);
   }
 
   gpa(pfn: Pfn, off = 0): GuestAddr { return (pfn * this.pageSize + off) as GuestAddr; }
