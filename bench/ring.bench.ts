@@ -29,6 +29,7 @@ import { BackRing } from '../shared/ring/back-ring.ts';
 import { BLKIF_RING, type BlkifSegment } from '../shared/ring/codec.ts';
 import { FrontRing } from '../shared/ring/front-ring.ts';
 import { sharedRingInit } from '../shared/ring/sring.ts';
+import type { RingIdx } from '../shared/ring/u32.ts';
 import type { Gref, MachineAddr } from '../shared/types.ts';
 import { spawnTsWorker } from '../shared/worker/spawn.ts';
 import { plainShared } from './baselines/plain-ring.ts';
@@ -107,7 +108,8 @@ const SEG: readonly BlkifSegment[] = [{ gref: 8 as Gref, firstSect: 0, lastSect:
 
 function xenFront(sh: XenShared, cfg: PairConfig): FrontReport {
   const { ring: region, bells } = regions(sh);
-  const ring = FrontRing.init(region, BLKIF_RING);
+  // xenShared() already did SHARED_RING_INIT: attach, as the back does.
+  const ring = FrontRing.attach(region, BLKIF_RING, 0 as RingIdx);
   let seq = 0;
   let done = 0;
   let sleeps = 0;
