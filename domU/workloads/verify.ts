@@ -225,8 +225,8 @@ export function readHeader(bytes: Uint8Array, off: number): FoundHeader {
  *                  bytes): the write never landed, or the read returned someone else's bytes.
  *  - 'stale'       our header for this lba, intact, with an OLDER generation than the one
  *                  acknowledged: a lost write or a stale read (cache, reordering).
- *  - 'torn'        like 'stale', but other sectors of the same write request read back new:
- *                  the write landed only partly.
+ *  - 'torn'        like 'stale' or 'unwritten', but other sectors of the same write request
+ *                  read back new: the write landed only partly.
  *  - 'future'      our intact header with a NEWER generation than acknowledged.
  *  - 'misdirected' an intact header (checksum good) for ANOTHER lba or ANOTHER domain:
  *                  a write landed at the wrong place (or crossed domains).
@@ -311,6 +311,7 @@ export class VerifyTracker {
   /** Sectors read whose content is not known (never written by us, failed write, discard). */
   unverifiedSectors = 0;
   private lastGen = 0;
+  private unlockWaiters: (() => void)[] = [];
   private readonly gens: (Uint32Array | undefined)[] = [];
   private readonly busy: (Uint8Array | undefined)[] = [];
   /** Mismatches by kind, over all reads. */
@@ -357,13 +358,24 @@ export class VerifyTracker {
     return true;
   }
 
-  /** [unlock lba n] ends the in-flight mark of tryLock. */
+  /** [unlock lba n] ends the in-flight mark of tryLock (and wakes whoever waits for an unlock). */
   unlock(lba: number, n: number): void {
     for (let s = lba, end = lba + n; s < end; s++) {
       const b = this.busyFor(s);
       invariant(b[s & CHUNK_MASK] === 1, `unlock of sector ${s} that is not locked`);
       b[s & CHUNK_MASK] = 0;
     }
+    if (this.unlockWaiters.length > 0) {
+      const w = this.unlockWaiters;
+      this.unlockWaiters = [];
+      // From a microtask: the waiter is another job, not to be re-entered from our completion.
+      for (const cb of w) queueMicrotask(cb);
+    }
+  }
+
+  /** [whenUnlocked cb] calls cb (once) after the next unlock, e.g. to retry a refused tryLock. */
+  whenUnlocked(cb: () => void): void {
+    this.unlockWaiters.push(cb);
   }
 
   /** [nextGeneration ()] is a fresh generation for one write request. */
@@ -440,11 +452,12 @@ export class VerifyTracker {
       (bad ??= []).push(this.describe(vb, s, sl, want, lba, nbytes));
     }
     if (bad === undefined) return 0;
-    // Torn: a sector still holds an older generation while another sector of this read
-    // holds the acknowledged generation of the SAME write → that write landed in part.
+    // Torn: a sector still holds older content (an older generation, or nothing of ours)
+    // while another sector of this read holds the acknowledged generation of the SAME
+    // write → that write landed only in part.
     for (let i = 0; i < bad.length; i++) {
       const m = bad[i] as VerifyMismatch;
-      if (m.kind !== 'stale') continue;
+      if (m.kind !== 'stale' && m.kind !== 'unwritten') continue;
       for (let s = 0; s < n; s++) {
         if (this.expected(lba + s) !== m.expectedGeneration) continue;
         if (bad.some((b) => b.lba === lba + s)) continue;
