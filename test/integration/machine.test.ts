@@ -203,4 +203,24 @@ describe('machine with real workers', function () {
     await m.destroyDomain(p.domid);
     expect((await m.hv.reconcile()).ok).to.equal(true);
   });
+
+  it('restarts a crashed domain whose on_crash is restart, under the same name', async () => {
+    const r = await m.createDomain({ name: 'phoenix', memoryKiB: 4096, model: 'vp', onCrash: 'restart' });
+    await r.agent.crashNow('oops');
+    await r.exited;
+    let again: number | undefined;
+    for (let i = 0; i < 200 && again === undefined; i++) {
+      again = m.domainList.find((h) => h.name === 'phoenix' && h.domid !== r.domid)?.domid;
+      if (again === undefined) await new Promise((res) => setTimeout(res, 20));
+    }
+    expect(again, 'a new phoenix').to.be.a('number');
+    const doms = await m.hv.domains();
+    expect(doms.some((d) => d.domid === r.domid)).to.equal(false);
+    expect(doms.find((d) => d.domid === again)?.state).to.equal('running');
+    // The new instance works.
+    const h = m.domain(again as number)!;
+    expect((await h.agent.allocPage()).ok).to.equal(true);
+    await m.destroyDomain(again as number);
+    expect((await m.hv.reconcile()).ok).to.equal(true);
+  });
 });
