@@ -6,11 +6,8 @@
 import { Machine } from '../toolstack/machine.ts';
 import { figure, repeat, type Benchmark, type Figure } from './harness.ts';
 import { rawPingPongNs } from './baselines/raw.ts';
+import { unwrap } from '../shared/result.ts';
 
-function unwrap<T>(r: { ok: true; value: T } | { ok: false; error: string }): T {
-  if (!r.ok) throw new Error(r.error);
-  return r.value;
-}
 
 const bench: Benchmark = async ({ quick }) => {
   const runs = quick ? 3 : 5;

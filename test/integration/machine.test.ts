@@ -1,11 +1,8 @@
 import { expect } from 'chai';
 import { Machine, type DomainHandle } from '../../toolstack/machine.ts';
 import { GNTST, GTF } from '../../shared/abi/grant.ts';
+import { unwrap } from '../../shared/result.ts';
 
-function unwrap<T>(r: { ok: true; value: T } | { ok: false; error: string }): T {
-  if (!r.ok) throw new Error(r.error);
-  return r.value;
-}
 const bytes = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
