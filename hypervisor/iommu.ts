@@ -48,6 +48,8 @@ interface DeviceContext extends DeviceInfo {
   readonly grantRefs: Map<number, number>;
   pendingUnmaps: number;
   readonly lazyBatch: number;
+  /** The owner died: the device is cut off, but its block stays until removeDevice. */
+  orphaned: boolean;
 }
 
 export class Iommu {
@@ -61,7 +63,7 @@ export class Iommu {
   ) {}
 
   list(): DeviceInfo[] {
-    return [...this.devices.values()].map(({ id, name, owner, mode, blockAddr, dmaMaskBits, lazy }) => ({ id, name, owner, mode, blockAddr, dmaMaskBits, lazy }));
+    return [...this.devices.values()].map(({ id, name, owner, mode, blockAddr, dmaMaskBits, lazy, orphaned }) => ({ id, name, owner: orphaned ? -1 : owner, mode, blockAddr, dmaMaskBits, lazy }));
   }
 
   private field(dev: DeviceContext, f: number): MachineAddr { return (dev.blockAddr + f) as MachineAddr; }
@@ -91,7 +93,7 @@ export class Iommu {
     mem.fill(blockAddr, mem.pageSize, 0);
     const dev: DeviceContext = {
       id, name: req.name, owner: owner.domid, mode: req.mode, blockAddr, dmaMaskBits: mask, lazy: req.lazy ?? false,
-      blockMfn, table, tableFrames, grantRefs: new Map(), pendingUnmaps: 0, lazyBatch: req.lazyBatch ?? 256,
+      blockMfn, table, tableFrames, grantRefs: new Map(), pendingUnmaps: 0, lazyBatch: req.lazyBatch ?? 256, orphaned: false,
     };
     const f = (x: number, v: number) => mem.atomicStore32(this.field(dev, x), v);
     f(DEVICE_BLOCK.id, id); f(DEVICE_BLOCK.owner, owner.domid); f(DEVICE_BLOCK.mode, IOMMU_MODE[req.mode]);
@@ -108,17 +110,33 @@ export class Iommu {
   removeDevice(id: number): boolean {
     const dev = this.devices.get(id);
     if (dev === undefined) return false;
-    if (dev.table !== undefined) this.arenaFree(this.hv.mem.frameOf(dev.table.base), dev.tableFrames);
-    this.hv.mem.atomicAdd32(this.field(dev, DEVICE_BLOCK.invalidations), 1);
-    this.hv.mem.atomicStore32(this.field(dev, DEVICE_BLOCK.owner), -1);
+    this.cutOff(dev);
     this.arenaFree(dev.blockMfn, 1);
     this.devices.delete(id);
     return true;
   }
 
-  /** Devices die with their owner. */
+  /**
+   * Cuts a device off from memory: every later DMA faults ('device-removed')
+   * and its translation table goes back to the arena. Its block stays.
+   */
+  private cutOff(dev: DeviceContext): void {
+    if (dev.orphaned) return;
+    dev.orphaned = true;
+    // Owner first: a translator that sees -1 never walks the table freed below.
+    this.hv.mem.atomicStore32(this.field(dev, DEVICE_BLOCK.owner), -1);
+    this.hv.mem.atomicAdd32(this.field(dev, DEVICE_BLOCK.invalidations), 1);
+    if (dev.table !== undefined) this.arenaFree(this.hv.mem.frameOf(dev.table.base), dev.tableFrames);
+  }
+
+  /**
+   * A dying owner cuts its devices off, but their blocks (which hold the
+   * device models' registers) stay allocated until the toolstack, having
+   * stopped each model's worker, calls removeDevice: freeing a block under a
+   * running device model would let it write into whatever reuses the frame.
+   */
   ownerDestroyed(domid: DomId): void {
-    for (const d of [...this.devices.values()]) if (d.owner === domid) this.removeDevice(d.id);
+    for (const d of this.devices.values()) if (d.owner === domid) this.cutOff(d);
   }
 
   private flush(dev: DeviceContext): void {
@@ -131,7 +149,7 @@ export class Iommu {
   /** Strict contexts of the mapper gain the frame (grant map). */
   grantMapped(mapper: Domain, mfn: Mfn, writable: boolean): void {
     for (const dev of this.devices.values()) {
-      if (dev.owner !== mapper.domid || dev.mode !== 'strict' || dev.table === undefined) continue;
+      if (dev.orphaned || dev.owner !== mapper.domid || dev.mode !== 'strict' || dev.table === undefined) continue;
       const n = dev.grantRefs.get(mfn) ?? 0;
       dev.grantRefs.set(mfn, n + 1);
       const cur = dev.table.get(mfn as unknown as Pfn);
@@ -143,7 +161,7 @@ export class Iommu {
   /** ... and lose it with the last unmap, flushed at once (Xen flushes grant unmaps). */
   grantUnmapped(mapper: Domain, mfn: Mfn): void {
     for (const dev of this.devices.values()) {
-      if (dev.owner !== mapper.domid || dev.mode !== 'strict' || dev.table === undefined) continue;
+      if (dev.orphaned || dev.owner !== mapper.domid || dev.mode !== 'strict' || dev.table === undefined) continue;
       const n = (dev.grantRefs.get(mfn) ?? 0) - 1;
       if (n > 0) { dev.grantRefs.set(mfn, n); continue; }
       dev.grantRefs.delete(mfn);
@@ -156,7 +174,7 @@ export class Iommu {
   /** The owner's RAM frame old was exchanged for nu: strict contexts follow (bus = mfn). */
   ramMoved(owner: Domain, old: Mfn, nu: Mfn): void {
     for (const dev of this.devices.values()) {
-      if (dev.owner !== owner.domid || dev.mode !== 'strict' || dev.table === undefined) continue;
+      if (dev.orphaned || dev.owner !== owner.domid || dev.mode !== 'strict' || dev.table === undefined) continue;
       dev.table.clear(old as unknown as Pfn);
       dev.table.set(nu as unknown as Pfn, nu, true, false);
       this.flush(dev);
@@ -166,7 +184,7 @@ export class Iommu {
   /** HYPERVISOR_iommu_op(cmd, device, off, count) from domain d. */
   op(d: Domain, cmd: number, args: readonly number[]): [number, number] {
     const dev = this.devices.get(args[1] ?? 0);
-    if (dev === undefined) return [-XEN_ERRNO.ENODEV, 0];
+    if (dev === undefined || dev.orphaned) return [-XEN_ERRNO.ENODEV, 0];
     if (dev.owner !== d.domid) return [-XEN_ERRNO.EPERM, 0];
     const mem = this.hv.mem;
     const off = args[2] ?? 0;

@@ -35,14 +35,29 @@ export function describeIommuFault(f: IommuFault): string {
   return `IOMMU fault on device ${f.device}: cannot translate bus address 0x${f.bus.toString(16)} for ${f.write ? 'write' : 'read'}: ${f.reason}`;
 }
 
+/** The device block fields a DMA reads once, at its start. */
+interface Snapshot {
+  readonly owner: number;
+  readonly mode: number;
+  /** First bus address beyond the DMA mask. */
+  readonly limit: number;
+  /** Table-driven contexts: entries covered and the table's machine address. */
+  readonly entries: number;
+  readonly tableAddr: number;
+}
+
 export class IommuView {
   private readonly mem: MachineMemory;
   private readonly block: number;
-  private readonly shift: number;
   private readonly mask: number;
+  private readonly ps: number;
   private readonly iotlb = new Map<number, number>();
   private seenGen = -1;
   readonly device: number;
+  // Scratch for plan(): the machine runs of one DMA (reused, so a DMA allocates nothing).
+  private readonly runAddr: number[] = [];
+  private readonly runDone: number[] = [];
+  private readonly runLen: number[] = [];
 
   constructor(
     private readonly layout: MachineLayout,
@@ -50,92 +65,144 @@ export class IommuView {
   ) {
     this.mem = layout.mem;
     this.block = blockAddr;
-    this.shift = this.mem.pageShift;
     this.mask = this.mem.pageSize - 1;
+    this.ps = this.mem.pageSize;
     this.device = this.f(DEVICE_BLOCK.id);
   }
 
   private f(field: number): number { return this.mem.atomicLoad32((this.block + field) as MachineAddr); }
-  private bump(field: number): void { this.mem.atomicAdd32((this.block + field) as MachineAddr, 1); }
+  private bump(field: number, n = 1): void { this.mem.atomicAdd32((this.block + field) as MachineAddr, n); }
 
   get mode(): number { return this.f(DEVICE_BLOCK.mode); }
   get owner(): number { return this.f(DEVICE_BLOCK.owner); }
   get dmaMaskBits(): number { return this.f(DEVICE_BLOCK.dmaMaskBits); }
 
-  private fault(bus: number, write: boolean, reason: IommuFaultReason): Result<never, IommuFault> {
+  /**
+   * Reads the context once per DMA (owner, mode, mask, table) and drops the
+   * IOTLB if the hypervisor flushed since the last DMA. A flush that lands
+   * during a DMA takes effect from the next one, as on hardware.
+   */
+  private snapshot(): Snapshot {
+    const mode = this.f(DEVICE_BLOCK.mode);
+    const bits = this.f(DEVICE_BLOCK.dmaMaskBits);
+    let entries = 0;
+    let tableAddr = 0;
+    if (mode !== IOMMU_MODE.passthrough && mode !== IOMMU_MODE.identity) {
+      const gen = this.f(DEVICE_BLOCK.invalidations);
+      if (gen !== this.seenGen) { this.iotlb.clear(); this.seenGen = gen; }
+      entries = this.f(DEVICE_BLOCK.tableEntries);
+      tableAddr = this.f(DEVICE_BLOCK.tableMfn) * this.ps;
+    }
+    return { owner: this.f(DEVICE_BLOCK.owner), mode, limit: bits < 53 ? 2 ** bits : Number.POSITIVE_INFINITY, entries, tableAddr };
+  }
+
+  /** Records a fault in the device block and describes it. */
+  private fault(bus: number, write: boolean, reason: IommuFaultReason): IommuFault {
     this.bump(DEVICE_BLOCK.faults);
     this.mem.setU64((this.block + DEVICE_BLOCK.lastFaultBus) as MachineAddr, BigInt(bus));
     this.mem.setU32((this.block + DEVICE_BLOCK.lastFaultWrite) as MachineAddr, write ? 1 : 0);
-    return err({ kind: 'iommu-fault', device: this.device, bus, write, reason });
+    return { kind: 'iommu-fault', device: this.device, bus, write, reason };
+  }
+
+  /**
+   * The machine address of bus page bfn (+off) under snapshot h, or a fault
+   * reason. Does not count the translation (callers count per DMA).
+   */
+  private page(h: Snapshot, bfn: number, off: number, write: boolean): number | IommuFaultReason {
+    const mode = h.mode;
+    if (mode === IOMMU_MODE.passthrough || mode === IOMMU_MODE.identity) {
+      if (bfn >= this.mem.frames) return 'beyond-memory';
+      const ft = this.layout.frameTableAddr + bfn * FRAME_ENTRY.SIZE;
+      if (mode === IOMMU_MODE.identity) {
+        if (this.mem.atomicLoad32((ft + FRAME_ENTRY.type) as MachineAddr) !== FRAME_TYPE.ram) return 'not-ram';
+      } else {
+        const frameOwner = this.mem.atomicLoad32((ft + FRAME_ENTRY.owner) as MachineAddr);
+        if (frameOwner !== h.owner && this.mem.atomicLoad32((ft + FRAME_ENTRY.mapcount) as MachineAddr) === 0) {
+          // No IOMMU to stop it: the access goes through, and the audit says whose frame it hit.
+          this.bump(DEVICE_BLOCK.strayDma);
+          this.mem.setU32((this.block + DEVICE_BLOCK.lastStrayMfn) as MachineAddr, bfn);
+          this.mem.atomicStore32((this.block + DEVICE_BLOCK.lastStrayOwner) as MachineAddr, frameOwner);
+        }
+      }
+      return bfn * this.ps + off;
+    }
+    // Table-driven contexts, through the IOTLB.
+    let word = this.iotlb.get(bfn);
+    if (word === undefined) {
+      if (bfn >= h.entries) return 'not-mapped';
+      word = this.mem.atomicLoad32((h.tableAddr + bfn * 4) as MachineAddr);
+      if ((word & P2M.PRESENT) === 0) return 'not-mapped';
+      this.iotlb.set(bfn, word);
+    } else if (bfn < h.entries && (this.mem.atomicLoad32((h.tableAddr + bfn * 4) as MachineAddr) & P2M.PRESENT) === 0) {
+      // Unmapped but not yet flushed (lazy invalidation): the hardware would still use it.
+      this.bump(DEVICE_BLOCK.staleHits);
+    }
+    if (write && (word & P2M.WRITABLE) === 0) return 'read-only';
+    return (word & P2M.MFN_MASK) * this.ps + off;
   }
 
   /** [translate bus len write] is the machine address of [bus, bus+len), which must lie in one page. */
   translate(bus: BusAddr, len: number, write: boolean): Result<MachineAddr, IommuFault> {
-    const owner = this.owner;
-    if (owner < 0) return this.fault(bus, write, 'device-removed');
-    const maskBits = this.dmaMaskBits;
-    if (maskBits < 53 && bus + len > 2 ** maskBits) return this.fault(bus, write, 'beyond-dma-mask');
-    const bfn = Math.floor(bus / this.mem.pageSize);
+    const h = this.snapshot();
+    if (h.owner < 0) return err(this.fault(bus, write, 'device-removed'));
+    if (bus + len > h.limit) return err(this.fault(bus, write, 'beyond-dma-mask'));
     const off = bus & this.mask;
-    if (off + len > this.mem.pageSize) throw new RangeError(`DMA access ${bus.toString(16)}+${len} straddles a page`);
+    if (off + len > this.ps) throw new RangeError(`DMA access ${bus.toString(16)}+${len} straddles a page`);
     this.bump(DEVICE_BLOCK.translations);
-    const mode = this.mode;
-    if (mode === IOMMU_MODE.passthrough || mode === IOMMU_MODE.identity) {
-      if (bfn >= this.mem.frames) return this.fault(bus, write, 'beyond-memory');
-      const ft = this.layout.frameTableAddr + bfn * FRAME_ENTRY.SIZE;
-      const frameOwner = this.mem.atomicLoad32((ft + FRAME_ENTRY.owner) as MachineAddr);
-      const type = this.mem.atomicLoad32((ft + FRAME_ENTRY.type) as MachineAddr);
-      if (mode === IOMMU_MODE.identity && type !== FRAME_TYPE.ram) return this.fault(bus, write, 'not-ram');
-      if (mode === IOMMU_MODE.passthrough && frameOwner !== owner && this.mem.atomicLoad32((ft + FRAME_ENTRY.mapcount) as MachineAddr) === 0) {
-        // No IOMMU to stop it: the access goes through, and the audit says whose frame it hit.
-        this.bump(DEVICE_BLOCK.strayDma);
-        this.mem.setU32((this.block + DEVICE_BLOCK.lastStrayMfn) as MachineAddr, bfn);
-        this.mem.atomicStore32((this.block + DEVICE_BLOCK.lastStrayOwner) as MachineAddr, frameOwner);
-      }
-      return ok((bfn * this.mem.pageSize + off) as MachineAddr);
-    }
-    // Table-driven contexts, through the IOTLB.
-    const gen = this.f(DEVICE_BLOCK.invalidations);
-    if (gen !== this.seenGen) { this.iotlb.clear(); this.seenGen = gen; }
-    let word = this.iotlb.get(bfn);
-    const entries = this.f(DEVICE_BLOCK.tableEntries);
-    const tableAddr = this.f(DEVICE_BLOCK.tableMfn) * this.mem.pageSize;
-    if (word === undefined) {
-      if (bfn >= entries) return this.fault(bus, write, 'not-mapped');
-      word = this.mem.atomicLoad32((tableAddr + bfn * 4) as MachineAddr);
-      if ((word & P2M.PRESENT) === 0) return this.fault(bus, write, 'not-mapped');
-      this.iotlb.set(bfn, word);
-    } else if (bfn < entries && (this.mem.atomicLoad32((tableAddr + bfn * 4) as MachineAddr) & P2M.PRESENT) === 0) {
-      // Unmapped but not yet flushed (lazy invalidation): the hardware would still use it.
-      this.bump(DEVICE_BLOCK.staleHits);
-    }
-    if (write && (word & P2M.WRITABLE) === 0) return this.fault(bus, write, 'read-only');
-    return ok(((word & P2M.MFN_MASK) * this.mem.pageSize + off) as MachineAddr);
+    const a = this.page(h, Math.floor(bus / this.ps), off, write);
+    return typeof a === 'string' ? err(this.fault(bus, write, a)) : ok(a as MachineAddr);
   }
 
-  private span(bus: number, len: number, write: boolean, fn: (a: MachineAddr, done: number, n: number) => void): Result<void, IommuFault> {
-    // Translate every page first: a faulting DMA touches no memory at all.
-    const parts: [MachineAddr, number, number][] = [];
+  /**
+   * Translates every page of [bus, bus+len) first — a faulting DMA touches no
+   * memory at all — into machine-contiguous runs (runAddr/runDone/runLen).
+   * Returns the number of runs, or the fault.
+   */
+  private plan(bus: number, len: number, write: boolean): number | IommuFault {
+    const h = this.snapshot();
+    if (h.owner < 0) return this.fault(bus, write, 'device-removed');
+    if (bus + len > h.limit) return this.fault(bus, write, 'beyond-dma-mask');
+    const addrs = this.runAddr;
+    const dones = this.runDone;
+    const lens = this.runLen;
+    let runs = 0;
+    let pages = 0;
     let done = 0;
     while (done < len) {
       const b = bus + done;
-      const n = Math.min(len - done, this.mem.pageSize - (b & this.mask));
-      const r = this.translate(b as BusAddr, n, write);
-      if (!r.ok) return r;
-      parts.push([r.value, done, n]);
+      const off = b & this.mask;
+      const n = Math.min(len - done, this.ps - off);
+      const a = this.page(h, Math.floor(b / this.ps), off, write);
+      pages++;
+      if (typeof a === 'string') {
+        this.bump(DEVICE_BLOCK.translations, pages);
+        return this.fault(b, write, a);
+      }
+      if (runs > 0 && (addrs[runs - 1] as number) + (lens[runs - 1] as number) === a) {
+        lens[runs - 1] = (lens[runs - 1] as number) + n;
+      } else {
+        addrs[runs] = a; dones[runs] = done; lens[runs] = n;
+        runs++;
+      }
       done += n;
     }
-    for (const [a, d, n] of parts) fn(a, d, n);
-    return ok(undefined);
+    this.bump(DEVICE_BLOCK.translations, pages);
+    return runs;
   }
 
-  /** Device reads len bytes at bus into a device-private buffer. */
+  /** Device reads len bytes at bus into a device-private buffer (one memcpy per machine-contiguous run). */
   dmaRead(bus: BusAddr, into: Uint8Array, intoOff = 0, len = into.length - intoOff): Result<void, IommuFault> {
-    return this.span(bus, len, false, (a, d, n) => this.mem.copyOut(a, into, intoOff + d, n));
+    const runs = this.plan(bus, len, false);
+    if (typeof runs !== 'number') return err(runs);
+    for (let i = 0; i < runs; i++) this.mem.copyOut(this.runAddr[i] as MachineAddr, into, intoOff + (this.runDone[i] as number), this.runLen[i] as number);
+    return ok(undefined);
   }
   /** Device writes len bytes from a device-private buffer to bus. */
   dmaWrite(bus: BusAddr, from: Uint8Array, fromOff = 0, len = from.length - fromOff): Result<void, IommuFault> {
-    return this.span(bus, len, true, (a, d, n) => this.mem.copyIn(a, from, fromOff + d, n));
+    const runs = this.plan(bus, len, true);
+    if (typeof runs !== 'number') return err(runs);
+    for (let i = 0; i < runs; i++) this.mem.copyIn(this.runAddr[i] as MachineAddr, from, fromOff + (this.runDone[i] as number), this.runLen[i] as number);
+    return ok(undefined);
   }
 
   counters(): { translations: number; faults: number; strayDma: number; lastStrayMfn: number; lastStrayOwner: number; staleHits: number; maps: number; unmaps: number; flushes: number } {
