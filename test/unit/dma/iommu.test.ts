@@ -128,6 +128,10 @@ describe('IOVA allocation', () => {
     expect([x, y, z]).to.not.include(0);
     a.release(x, 4); a.release(y, 3); a.release(z, 1);
     expect(a.freePages).to.equal(63);
+    // A freed block is reused as it is (the size cache)…
+    expect(a.alloc(4)).to.equal(y);
+    a.release(y, 4);
+    // …and drained back into the buddy lists when a larger block is needed.
     expect(a.alloc(32)).to.equal(32);
     expect(a.alloc(64)).to.equal(undefined);
     // Top-down: a fresh space hands out its highest pages first.
