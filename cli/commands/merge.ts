@@ -1,7 +1,9 @@
 /**
  * `xensim merge OUT.json IN1.json IN2.json …`: combines the result files of
  * one sweep run in shards (`--shard K/N`, perhaps on several machines) into
- * one document, checks it against the published schema, and writes OUT.
+ * one document, checks it against the published schema, and writes OUT
+ * (and, with --html FILE, the report of the whole sweep; with --table, the
+ * tables a run prints).
  * Refuses (exit 1, every reason listed) files of different scenarios or
  * xensim versions, a shard or cell given twice, and cells no file holds.
  */
@@ -9,9 +11,17 @@ import type { Command } from 'commander';
 import { writeFileSync } from 'node:fs';
 import { mergeResults, type MergeInput } from '../report/merge.ts';
 import { readResultsFile, validateResults } from '../report/schema.ts';
+import { renderHtml } from '../report/html.ts';
+import { formatResults } from '../report/table.ts';
 import type { CliContext } from '../main.ts';
 
-function merge(ctx: CliContext, out: string, inputs: readonly string[], o: { force?: boolean }): void {
+interface MergeOptions {
+  readonly force?: boolean;
+  readonly html?: string;
+  readonly table?: boolean;
+}
+
+function merge(ctx: CliContext, out: string, inputs: readonly string[], o: MergeOptions): void {
   const fail = (m: string): void => {
     ctx.err(m.endsWith('\n') ? m : `${m}\n`);
     ctx.exitCode = 1;
@@ -31,6 +41,8 @@ function merge(ctx: CliContext, out: string, inputs: readonly string[], o: { for
   const v = validateResults(merged.value, out);
   if (!v.ok) return fail(`xensim merge: internal error, the merged document does not validate:\n${v.error.message}`);
   writeFileSync(out, `${JSON.stringify(merged.value, null, 2)}\n`);
+  if (o.html !== undefined) writeFileSync(o.html, renderHtml(merged.value));
+  if (o.table === true) ctx.out(formatResults(merged.value));
   const shards = docs.filter((d) => d.doc.shard !== undefined).length;
   ctx.err(`xensim merge: ${out}: ${merged.value.cells.length} cell(s) of scenario "${merged.value.scenario.name}" from ${docs.length} file(s)${shards > 0 ? ` (${shards} shard(s))` : ''}\n`);
 }
@@ -43,5 +55,7 @@ export function registerMerge(program: Command, ctx: CliContext): void {
     .argument('<out>', 'the merged results file to write')
     .argument('<inputs...>', 'the shard result files (xensim run/bench --json)')
     .option('--force', 'allow writing over one of the inputs')
-    .action((out: string, inputs: string[], o: { force?: boolean }) => merge(ctx, out, inputs, o));
+    .option('--html <FILE>', 'also write the HTML report of the whole sweep')
+    .option('--table', 'also print the results tables on stdout')
+    .action((out: string, inputs: string[], o: MergeOptions) => merge(ctx, out, inputs, o));
 }

@@ -9,6 +9,7 @@
  * is in exactly one shard, and the assignment depends on nothing but i and N,
  * so every machine computes the same split.
  */
+import { InvalidArgumentError } from 'commander';
 import { err, ok, type Result } from '../../shared/result.ts';
 import type { ShardInfo } from './results.ts';
 
@@ -55,4 +56,14 @@ export function shardCells<T>(cells: readonly T[], shard: ShardInfo): Result<{ i
   const out: { index: number; cell: T }[] = [];
   for (let i = shard.k - 1; i < cells.length; i += shard.n) out.push({ index: i, cell: cells[i] as T });
   return ok(out);
+}
+
+/**
+ * [shardOption text] is parseShard for a commander option parser: run and
+ * bench declare `.option('--shard <K/N>', '…', shardOption)`.
+ */
+export function shardOption(text: string): ShardInfo {
+  const r = parseShard(text);
+  if (!r.ok) throw new InvalidArgumentError(r.error.message.replace(/^--shard:? ?/, '').replace(/^(\d+\/\d+): /, ''));
+  return r.value;
 }

@@ -3,7 +3,8 @@ import fc from 'fast-check';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseShard, shardCells, shardOf } from '../../../cli/report/shard.ts';
+import { parseShard, shardCells, shardOf, shardOption } from '../../../cli/report/shard.ts';
+import { Command } from 'commander';
 import { mergeResults, type MergeInput } from '../../../cli/report/merge.ts';
 import { validateResults } from '../../../cli/report/schema.ts';
 import { sweepPointAt, type XensimResults } from '../../../cli/report/results.ts';
@@ -69,6 +70,17 @@ describe('--shard K/N', () => {
     expect(one.map((c) => c.cell.point['machine.dom0.dma'])).to.deep.equal(['swiotlb', 'iommu']);
     // sweepPointAt agrees with expandSweep's order.
     for (const [i, p] of points.entries()) expect(sweepPointAt(parsedFixtureScenario().scenario.sweep, i)).to.deep.equal(p.point);
+  });
+
+  it('gives commander a clear message for a bad --shard', () => {
+    let err = '';
+    const p = new Command().exitOverride().configureOutput({ writeErr: (t) => (err += t) }).option('--shard <K/N>', 'shard', shardOption).action(() => {});
+    expect(() => p.parse(['node', 'x', '--shard', '0/4'])).to.throw();
+    expect(err).to.equal("error: option '--shard <K/N>' argument '0/4' is invalid. K must be from 1 to N (4); shards are numbered from 1\n");
+    err = '';
+    expect(() => p.parse(['node', 'x', '--shard', 'half'])).to.throw();
+    expect(err).to.equal(`error: option '--shard <K/N>' argument 'half' is invalid. expected K/N such as 1/4 (shard K of N, K from 1 to N), got "half"\n`);
+    expect(p.parse(['node', 'x', '--shard', '2/4']).opts()['shard']).to.deep.equal({ k: 2, n: 4 });
   });
 
   it('refuses more shards than cells', () => {
@@ -162,6 +174,13 @@ describe('xensim merge (the command)', function () {
     const code = await run(['node', 'xensim', ...args], { out: (s) => (out += s), err: (s) => (err += s) });
     return { code, out, err };
   }
+
+  it('also writes the HTML report and prints the tables of the merged sweep when asked', async () => {
+    const r = await xensim('merge', join(dir, 'all2.json'), join(dir, 's1.json'), join(dir, 's2.json'), '--html', join(dir, 'all.html'), '--table');
+    expect(r.code, r.err).to.equal(0);
+    expect(r.out).to.match(/^xensim run: scenario report-fixture, 4 of 4 cell\(s\), merged from 2 file\(s\)/);
+    expect(readFileSync(join(dir, 'all.html'), 'utf8')).to.include('Merged from');
+  });
 
   it('writes one valid document from the shard files and says what it merged', async () => {
     const r = await xensim('merge', join(dir, 'all.json'), join(dir, 's1.json'), join(dir, 's2.json'));
