@@ -271,7 +271,7 @@ export class StatsCollector {
       numCpus: availableParallelism(),
       cpuHz: this.cpuHz,
     };
-    const s: MachineSample = { node, domains, wallMs, monoNs, cpuMeasured };
+    const s: MachineSample = { node, domains, wallMs, monoNs, cpuMeasured: cpuMeasured.sort((a, b) => a - b) };
     this.last = s;
     return s;
   }

@@ -151,7 +151,7 @@ describe('xensim list and top against a booted machine', function () {
   it('draws the live view on a terminal and gives the screen back, or prints batch iterations elsewhere', async () => {
     const tty = new (class implements ViewStream { text = ''; isTTY = true; write(s: string): boolean { this.text += s; return true; } })();
     const v = startTopView(machine, { stream: tty, delaySec: 0.1, env: {} });
-    await new Promise((r) => setTimeout(r, 350));
+    await new Promise((r) => setTimeout(r, 600));
     await v.stop();
     expect(tty.text.startsWith('\x1b[?1049h')).to.equal(true);
     expect(tty.text.endsWith('\x1b[?25h\x1b[?1049l')).to.equal(true);
@@ -189,5 +189,44 @@ describe('xensim list and top against a booted machine', function () {
     const gone = await xensim(env, 'list');
     expect(gone.code).to.equal(1);
     expect(gone.stderr).to.equal(`xensim: no status at ${writer.path}: is \`xensim boot\` running there? (it publishes ${writer.path} while it runs)\n`);
+  });
+});
+
+describe('CPU time of domains, measured in their threads', function () {
+  this.timeout(120_000);
+  let machine: Machine;
+  let cleanup: () => void = () => {};
+
+  before(async () => {
+    const b = await bootMachine({ domains: 0, memory: 64, pageSize: 4096, dom0Model: 'p2m', domuModel: 'vp', domuMemory: 4 }, () => {});
+    machine = b.machine;
+    cleanup = b.cleanup;
+    for (const name of ['busy', 'idle']) {
+      await machine.createDomain({ name, memoryKiB: 4096, model: 'vp', entry: new URL('../unit/report/cpu-agent-main.ts', import.meta.url), kind: 'domU' });
+    }
+  });
+  after(async () => {
+    await machine?.shutdown();
+    cleanup();
+  });
+
+  it('reads each domain\'s own CPU time over comlink, and tells a busy vCPU from a blocked one', async () => {
+    const c = new StatsCollector(machine);
+    const first = await c.sample();
+    expect(first.cpuMeasured).to.deep.equal([1, 2]); // dom0's agent has no threadCpuNs() yet
+    const busyAgent = machine.domU(1) as unknown as { burnCpu(ms: number): Promise<number> };
+    const burnt = await busyAgent.burnCpu(300);
+    const second = await c.sample();
+    const elapsedNs = second.monoNs - first.monoNs;
+    const delta = (id: number): number =>
+      Number(second.domains.find((d) => d.domid === id)?.cpuNs) - Number(first.domains.find((d) => d.domid === id)?.cpuNs);
+    // What the guest measured in itself is what the toolstack sees; the idle guest slept in Atomics.wait.
+    expect(burnt).to.be.at.least(300e6);
+    expect(delta(1)).to.be.at.least(burnt).and.at.most(elapsedNs);
+    expect(delta(2)).to.be.lessThan(delta(1) / 5);
+    const busy = second.domains.find((d) => d.domid === 1)!;
+    const idle = second.domains.find((d) => d.domid === 2)!;
+    expect(busy.state.running).to.equal(delta(1) / elapsedNs >= 0.5);
+    expect(idle.state.blocked).to.equal(true);
   });
 });

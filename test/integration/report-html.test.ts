@@ -122,8 +122,9 @@ describe('the HTML report in headless Chromium', function () {
     const html = /<html[^>]*>/.exec(stdout)?.[0] ?? '';
     const attr = (name: string): number => Number(new RegExp(`${name}="(\\d+)"`).exec(html)?.[1] ?? NaN);
     const written = readFileSync(page, 'utf8');
-    const lines = (written.match(/<path class="line"/g) ?? []).length;
-    const bars = (written.match(/<rect class="bar"/g) ?? []).length;
+    // Marks with a size to draw: lines through two points or more, bars of a value above 0.
+    const lines = [...written.matchAll(/<path class="line"[^>]* d="([^"]+)"/g)].filter((m) => /L/.test(m[1] as string)).length;
+    const bars = [...written.matchAll(/<rect class="bar"[^>]* height="([0-9.]+)"/g)].filter((m) => Number(m[1]) > 0).length;
     expect(lines).to.be.greaterThan(20);
     expect(bars).to.be.greaterThan(20);
     // The script ran (so the page loaded under its CSP) and found every mark drawn with real size.
