@@ -27,6 +27,12 @@ import { memoryOp, dom0vpOp } from './memory-op.ts';
 export interface HypervisorOptions extends MachineFormatOptions {
   /** Seed for frame placement (scattered allocation), so runs replay. */
   readonly seed?: number;
+  /**
+   * Bytes of low machine memory kept for contiguous and DMA allocations, as
+   * Xen keeps memory below dma_bitsize: scattered domain RAM comes from above
+   * it until that runs out. Default: an eighth of memory.
+   */
+  readonly dmaZoneBytes?: number;
   readonly defaultMaxGrantFrames?: number;
   readonly defaultMaxMaptrack?: number;
 }
@@ -116,7 +122,8 @@ export class Hypervisor {
     const f = formatMachine(mem, opts);
     this.layout = new MachineLayout(mem);
     this.frameTable = f.frameTable;
-    this.allocator = new FrameAllocator(mem.frames, f.firstFree, mem.frames, opts.seed ?? 1);
+    const zone = Math.floor((opts.dmaZoneBytes ?? mem.byteLength / 8) / mem.pageSize);
+    this.allocator = new FrameAllocator(mem.frames, f.firstFree, mem.frames, opts.seed ?? 1, zone);
     this.arena = new FrameAllocator(mem.frames, f.arenaStart, f.arenaEnd, 1);
     this.slots = new Array(f.nrSlots).fill(undefined);
     this.defaults = { maxGrantFrames: opts.defaultMaxGrantFrames ?? 32, maxMaptrack: opts.defaultMaxMaptrack ?? 16384 };

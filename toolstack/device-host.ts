@@ -7,8 +7,8 @@
  * the toolstack over comlink (counters, stop), kicked through their control
  * register like domains.
  *
- * Devices outlive nothing: call remove() or shutdown() before the machine's
- * shutdown (Machine does not know about device workers).
+ * Devices outlive nothing: the host registers its shutdown() with the
+ * machine, so Machine.shutdown stops device workers first.
  */
 import * as Comlink from 'comlink';
 import type { Worker } from 'node:worker_threads';
@@ -90,7 +90,9 @@ const ENTRY = {
 export class DeviceHost {
   private readonly devices = new Map<number, DeviceHandle>();
 
-  constructor(private readonly machine: Machine) {}
+  constructor(private readonly machine: Machine) {
+    machine.onShutdown(() => this.shutdown());
+  }
 
   /** [wire mode] is a new cable for NICs (a pair of ends, or a loopback). */
   static wire(mode: WireMode): Wire { return Wire.create(mode); }

@@ -205,8 +205,13 @@ export class Machine {
     return r.value;
   }
 
+  private readonly shutdownHooks: (() => Promise<void>)[] = [];
+  /** [onShutdown fn] runs fn first when the machine shuts down (device hosts stop their workers). */
+  onShutdown(fn: () => Promise<void>): void { this.shutdownHooks.push(fn); }
+
   /** Stops every worker and the hypervisor. */
   async shutdown(): Promise<void> {
+    for (const fn of this.shutdownHooks.splice(0)) await fn();
     for (const h of [...this.domains.values()]) {
       this.stopping.add(h.domid);
       await h.worker.terminate();

@@ -108,9 +108,10 @@ describe('legacy driver (bypassing the DMA API) against a DMA disk in its own wo
   let guest: DomainHandle;
 
   before(async () => {
-    // No P==M domain here: every domain's frames are scattered, so some of the
-    // driver domain's pfn numbers are machine frames of the guest.
-    m = await Machine.boot({ memBytes: 128 << 20 });
+    // No P==M domain here, and no low DMA zone: every domain's frames are
+    // scattered over all of memory, so some of the driver domain's pfn numbers
+    // are machine frames of the guest.
+    m = await Machine.boot({ memBytes: 128 << 20, dmaZoneBytes: 0 });
     host = new DeviceHost(m);
     ddv = await m.createDomain({ name: 'dd-vp', memoryKiB: 16 * 1024, model: 'vp', entry: DRIVER_DOMAIN_ENTRY });
     guest = await m.createDomain({ name: 'guest', memoryKiB: 16 * 1024, model: 'vp' });

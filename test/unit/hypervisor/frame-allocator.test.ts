@@ -162,3 +162,19 @@ describe('FrameAllocator', () => {
     }), { numRuns: 200 });
   });
 });
+
+describe('FrameAllocator low (DMA) zone', () => {
+  it('keeps scattered allocations out of the low zone until the rest is used up', () => {
+    const a = new FrameAllocator(1000, 0, 1000, 5, 200);
+    const r = a.allocScattered(800);
+    expect(r.ok).to.equal(true);
+    if (r.ok) expect(r.value.every((m) => m >= 200)).to.equal(true);
+    // The low zone is still one long run for a contiguous request below a limit.
+    const run = a.allocContiguous(150, 1, 200);
+    expect(run.ok && run.value).to.equal(0);
+    // Past the high zone, scattered allocations fall back to the low one.
+    const more = a.allocScattered(50);
+    expect(more.ok && more.value.every((m) => m >= 150 && m < 200)).to.equal(true);
+    expect(a.freeCount).to.equal(0);
+  });
+});
