@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Machine } from '../../toolstack/machine.ts';
 import type { MemoryModel } from '../../shared/abi/machine.ts';
+import { startStatusWriter } from '../status.ts';
 
 export interface BootOptions {
   readonly domains: number;
@@ -82,6 +83,7 @@ export function registerBoot(program: Command): void {
     .option('--domu-memory <MiB>', 'memory of each domU in MiB', intIn(1, 4096, '--domu-memory'), 16)
     .action(async (opts: BootOptions) => {
       const { machine, socket, cleanup } = await bootMachine(opts, (l) => console.error(l));
+      startStatusWriter(machine, socket, (l) => console.error(l));
       console.log(`export XENSTORED_PATH=${socket}`);
       console.error('xensim: running; try `xenstore-ls -f /local/domain` with XENSTORED_PATH set. Ctrl-C stops.');
       await new Promise<void>((resolve) => {

@@ -13,6 +13,7 @@ import { DCB } from '../abi/machine.ts';
 import { asGref, asGrantHandle, asPort, type DomId, type GuestAddr, type Pfn, type Port } from '../types.ts';
 import type { DomainKernel } from './kernel.ts';
 import type { CopyRequest } from './gnttab.ts';
+import { readThreadCpuNs } from './cpu-time.ts';
 
 export type AgentResult<T> = { ok: true; value: T } | { ok: false; error: string; fault?: { domid: number; addr: number; write: boolean; reason: string } };
 
@@ -51,6 +52,9 @@ export class GuestAgent {
   info() {
     return { ...this.k.boot };
   }
+
+  /** CPU time this domain's thread (its vCPU) has used, in ns (xentop's CPU(sec)). */
+  threadCpuNs(): number | null { return readThreadCpuNs(); }
 
   stats(): DomainStats {
     const k = this.k;

@@ -13,9 +13,6 @@ import { DomUAgent } from '../../../domU/agent.ts';
 import { readThreadCpuNs } from '../../../toolstack/stats.ts';
 
 class CpuAgent extends DomUAgent {
-  threadCpuNs(): number | null {
-    return readThreadCpuNs();
-  }
   /**
    * Keeps the vCPU busy until its thread has had `ms` of CPU (or 10 s have
    * passed): CPU time, not wall time, so a loaded host only makes it slower.
