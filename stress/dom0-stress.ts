@@ -1,0 +1,98 @@
+/**
+ * dom0's side of a stress run, the same in both modes: the vstress backend
+ * bus (one VstressBack per guest device, probed through XenBus), the lateeoi
+ * echo services that answer guests' pings, and the sinks of event storms.
+ * The toolstack (the deterministic world, or the main thread through dom0's
+ * agent) tells it when a guest offers a port or goes away.
+ */
+import { asDomId } from '../shared/types.ts';
+import { createBackendBus, type XenbusBackend } from '../shared/xenbus/backend.ts';
+import type { XenbusBus } from '../shared/xenbus/device.ts';
+import type { XsHandle } from '../shared/xenbus/xs-handle.ts';
+import { EchoService, StormSink, type EchoMutant, type StormMutant } from './events.ts';
+import type { StressHost } from './host.ts';
+import { VSTRESS_TYPE, VstressBack, VstressDisks, type BackMutant } from './vstress.ts';
+
+export interface Dom0StressOptions {
+  readonly backMutant?: BackMutant;
+  readonly echoMutant?: EchoMutant;
+  readonly stormMutant?: StormMutant;
+}
+
+export class Dom0Stress {
+  private bus: XenbusBus<XenbusBackend<unknown>> | undefined;
+  readonly disks = new VstressDisks();
+  private readonly echoes = new Map<number, EchoService>();
+  private readonly storms = new Map<number, StormSink>();
+  /** Backend restarts done (an injector's evidence). */
+  restarts = 0;
+  private restarting = false;
+
+  constructor(readonly host: StressHost, private readonly xs: XsHandle, private readonly opts: Dom0StressOptions = {}) {}
+
+  /** Starts the vstress backend bus on /local/domain/0/backend/vstress. */
+  async startBackends(): Promise<boolean> {
+    const bus = createBackendBus<unknown>(this.xs, asDomId(this.host.k.domid), VSTRESS_TYPE, () =>
+      new VstressBack(this.host, { mutant: this.opts.backMutant, disks: this.disks }).hooks() as never);
+    this.bus = bus;
+    const r = await bus.start();
+    return r.ok;
+  }
+
+  /**
+   * [restartBackends] is blkback going away and coming back: every backend
+   * disconnects (unmaps, unbinds) and unregisters without touching XenStore,
+   * then a new bus probes the directories again and each frontend resumes.
+   */
+  async restartBackends(): Promise<boolean> {
+    if (this.restarting) return false;
+    this.restarting = true;
+    try {
+      const bus = this.bus;
+      this.bus = undefined;
+      if (bus !== undefined) {
+        await bus.stop();
+        for (const d of [...bus.registered.values()]) await d.stop();
+      }
+      this.restarts++;
+      this.host.note('vstress backends restarted');
+      return await this.startBackends();
+    } finally {
+      this.restarting = false;
+    }
+  }
+
+  get backendsRunning(): number { return this.bus?.registered.size ?? 0; }
+
+  /** A guest offered a ping port: bind it and echo. */
+  bindPing(guest: number, port: number): void {
+    this.echoes.get(guest)?.close();
+    this.echoes.set(guest, new EchoService(this.host, guest, port, this.opts.echoMutant));
+  }
+
+  /** A guest offered a port it will storm: bind it to a sink. */
+  bindStorm(guest: number, port: number): void {
+    this.storms.get(guest)?.close();
+    this.storms.set(guest, new StormSink(this.host, guest, port, this.opts.stormMutant));
+  }
+
+  /** The guest is gone: stop serving its events (its device goes when the toolstack removes its directories). */
+  guestGone(guest: number): void {
+    this.echoes.get(guest)?.close();
+    this.echoes.delete(guest);
+    this.storms.get(guest)?.close();
+    this.storms.delete(guest);
+    this.disks.drop(guest);
+  }
+
+  async stop(): Promise<void> {
+    for (const g of [...this.echoes.keys()]) this.guestGone(g);
+    const bus = this.bus;
+    this.bus = undefined;
+    if (bus !== undefined) {
+      await bus.stop();
+      for (const d of [...bus.registered.values()]) await d.stop();
+    }
+  }
+}
+
