@@ -43,7 +43,8 @@ import {
 import { GNTST } from '../../shared/abi/grant.ts';
 import { invariant } from '../../shared/invariant.ts';
 import type { DomainKernel } from '../../shared/kernel/kernel.ts';
-import type { CopyRequest, MapRequest, UnmapRequest } from '../../shared/kernel/gnttab.ts';
+import type { CopyRequest, MapRequest, MapResult, UnmapRequest } from '../../shared/kernel/gnttab.ts';
+import { clearForeignP2mMapping, setForeignP2mMapping } from '../dma/frames.ts';
 import { BackRing } from '../../shared/ring/back-ring.ts';
 import type { RingError } from '../../shared/ring/sring.ts';
 import type { DomId, GrantHandle, Gref, Pfn, Port } from '../../shared/types.ts';
@@ -180,6 +181,10 @@ export class BlkbackDevice {
   readonly costModel: UnmapCostModel | null;
   readonly clock: () => number;
   readonly pushEvery: number;
+  /** Map data grants for the storage's device too (a DMA-capable storage). */
+  readonly deviceMap: boolean;
+  /** Device-mapped pfns and their bus addresses (what an unmap must name). */
+  private readonly deviceBus = new Map<number, number>();
   /** Why the frontend was disconnected for breaking the protocol (or null). */
   protocolError: string | null = null;
   private connected = false;
@@ -205,6 +210,7 @@ export class BlkbackDevice {
     this.costModel = config.unmapCost ? new UnmapCostModel(config.unmapCost) : null;
     this.clock = config.clock ?? (() => performance.now());
     this.pushEvery = config.pushEvery ?? 16;
+    this.deviceMap = storage.deviceMapping === true;
   }
 
   get isConnected(): boolean { return this.connected; }
@@ -272,25 +278,46 @@ export class BlkbackDevice {
 
   // ---- grant operations shared by the rings (each one hypercall per batch) ----
 
-  /** GNTTABOP_map_grant_ref for reqs; counts. */
+  /**
+   * GNTTABOP_map_grant_ref for reqs; counts. A request with `device` (data
+   * for a storage that DMAs: storage.deviceMapping) is also mapped for the
+   * device, and its foreign frame recorded where dom0's DMA API looks for it
+   * (Linux's set_foreign_p2m_mapping), so the device reaches the guest's page.
+   */
   mapGrants(reqs: readonly MapRequest[]): { status: number; handle: GrantHandle }[] {
     const before = this.k.hc.calls;
     const out = this.k.gnttab.mapGrantRefs(reqs);
     const calls = this.k.hc.calls - before;
     this.counters.hypercalls += calls;
     this.counters.map_hypercalls += calls;
-    for (const r of out) {
-      if (r.status === GNTST.okay) this.counters.grant_maps++;
-      else this.counters.grant_map_failures++;
+    for (let i = 0; i < out.length; i++) {
+      const r = out[i] as MapResult;
+      if (r.status !== GNTST.okay) { this.counters.grant_map_failures++; continue; }
+      this.counters.grant_maps++;
+      const q = reqs[i] as MapRequest;
+      if (q.device === true) {
+        this.deviceBus.set(q.hostPfn, r.devBusAddr);
+        setForeignP2mMapping(this.k, q.hostPfn, Math.floor(r.devBusAddr / this.k.pageSize));
+      }
     }
     return out;
   }
 
-  /** GNTTABOP_unmap_grant_ref for reqs, charged by the cost model per hypercall. */
+  /** GNTTABOP_unmap_grant_ref for reqs (device mappings too), charged by the cost model per hypercall. */
   unmapGrants(reqs: readonly UnmapRequest[]): number[] {
     if (reqs.length === 0) return [];
+    let list = reqs;
+    if (this.deviceBus.size > 0) {
+      list = reqs.map((q) => {
+        const bus = q.hostPfn === -1 ? undefined : this.deviceBus.get(q.hostPfn);
+        if (bus === undefined) return q;
+        this.deviceBus.delete(q.hostPfn);
+        clearForeignP2mMapping(this.k, q.hostPfn as Pfn);
+        return { handle: q.handle, hostPfn: q.hostPfn, devBusAddr: bus };
+      });
+    }
     const before = this.k.hc.calls;
-    const out = this.k.gnttab.unmapGrantRefs(reqs);
+    const out = this.k.gnttab.unmapGrantRefs(list);
     const calls = this.k.hc.calls - before;
     this.counters.hypercalls += calls;
     this.counters.unmap_hypercalls += calls;
@@ -700,7 +727,7 @@ export class BlkbackRing {
         maps ??= [];
         who ??= [];
         // Persistent grants are always writable (blkif.h): map them so.
-        maps.push({ domid: dev.frontDom, ref: p.gref[i] as Gref, readonly: false, hostPfn: pfn });
+        maps.push({ domid: dev.frontDom, ref: p.gref[i] as Gref, readonly: false, hostPfn: pfn, device: dev.deviceMap });
         who.push({ p, i });
       }
     }
@@ -738,7 +765,7 @@ export class BlkbackRing {
         const pfn = k.ballooned.tryAlloc();
         if (pfn === undefined) { p.reject = REJECT.badGrant; break; }
         p.pfn[i] = pfn;
-        maps.push({ domid: dev.frontDom, ref: p.gref[i] as Gref, readonly: ro, hostPfn: pfn });
+        maps.push({ domid: dev.frontDom, ref: p.gref[i] as Gref, readonly: ro, hostPfn: pfn, device: dev.deviceMap });
         who.push({ p, i });
       }
     }

@@ -49,6 +49,8 @@ export interface PersistentCacheOptions {
   readonly clock: () => number;
 }
 
+const NOTHING: readonly PersistentGrant[] = [];
+
 export class PersistentGrantCache {
   private readonly map = new Map<number, PersistentGrant>();
   readonly max: number;
@@ -111,8 +113,8 @@ export class PersistentGrantCache {
    * overflowing — the least recently used idle ones down to 5 % below max.
    * Returns the grants to unmap now (idle ones only).
    */
-  purge(now: number = this.clock(), force = false): PersistentGrant[] {
-    if (!force && now - this.lastPurge < this.lruIntervalMs) return [];
+  purge(now: number = this.clock(), force = false): readonly PersistentGrant[] {
+    if (!force && now - this.lastPurge < this.lruIntervalMs) return NOTHING;
     this.lastPurge = now;
     const out: PersistentGrant[] = [];
     for (const [ref, g] of this.map) {

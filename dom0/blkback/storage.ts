@@ -101,6 +101,12 @@ export interface BlkStorage {
   readonly features: BlkStorageFeatures;
   /** The most ios outstanding at once (a device's queue depth). */
   readonly maxInflight: number;
+  /**
+   * The storage DMAs to the segments' pages: blkback maps data grants for the
+   * device too (GNTMAP_device_map) and records each foreign frame for dom0's
+   * DMA API (set_foreign_p2m_mapping). Absent/false: CPU copies only.
+   */
+  readonly deviceMapping?: boolean;
   submit(io: BlkStorageIo): void;
   /** Start everything submitted since the last kick. */
   kick(): void;

@@ -147,8 +147,11 @@ export class BlkfrontQueue {
   private issue(part: Part): boolean {
     const f = this.f;
     if (this.closed || this.broken) return false;
-    if (this.ring.freeRequests() === 0) { f.count('ring_full_stalls'); return false; }
     const io = part.io;
+    // A feature the backend disowned (EOPNOTSUPP) while this part waited: finish it as if it had been refused.
+    if (io.kind === 'flush' && f.flushOp < 0) { f.partDone(part, 'ok'); return true; }
+    if (io.kind === 'discard' && !f.discardSupported) { f.partDone(part, 'eopnotsupp'); return true; }
+    if (this.ring.freeRequests() === 0) { f.count('ring_full_stalls'); return false; }
     const e = this.shadow.take() as ShadowEntry;
     const q = this.req;
     q.handle = 0;
@@ -295,6 +298,7 @@ export class BlkfrontQueue {
     }
     if (this.waitingCount > 0) this.pump();
     (this.data as GrantPool | null)?.retryRevokes();
+    this.f.maybeRetryRetired();
   }
 
   private breakRing(kind: string): void {
@@ -377,6 +381,8 @@ export class Blkfront implements BlockDevice {
   /** The wire op flush() uses (FLUSH_DISKCACHE, else WRITE_BARRIER), or -1 for none. */
   flushOp = -1;
   private discardOk = false;
+  /** feature-discard, as negotiated and not since refused. */
+  get discardSupported(): boolean { return this.discardOk; }
   /** Negotiated: segments per ring request (11 without indirect). */
   segsPerRequest = BLKIF_MAX_SEGMENTS_PER_REQUEST;
   persistent = false;
@@ -669,6 +675,11 @@ export class Blkfront implements BlockDevice {
     this.held = [];
     this.state = reason === 'close' ? 'new' : 'closed';
     for (const p of failed) this.partDone(p, 'error');
+  }
+
+  /** Cheap when nothing is retired: retries the revocations a dead backend held up. */
+  maybeRetryRetired(): void {
+    if (this.retiredRings.length > 0 || this.retiredPools.length > 0) this.retryRetired();
   }
 
   /** Revokes ring pages and pool pages the old backend has let go of; frees them. */

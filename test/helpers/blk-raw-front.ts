@@ -62,7 +62,7 @@ export class RawFront {
   reqProd = 0;
   rspCons = 0;
 
-  constructor(readonly k: DomainKernel, xs: XsHandle, devid: number, persistent = false) {
+  constructor(readonly k: DomainKernel, xs: XsHandle, devid: number, persistent = false, protocol = 'x86_64-abi') {
     const backDom = asDomId(0);
     const hooks: FrontendHooks<unknown> = {
       readBackend: () => ok(undefined),
@@ -79,7 +79,7 @@ export class RawFront {
         this.port = port;
         this.reqProd = 0;
         this.rspCons = 0;
-        return ok({ 'ring-ref': String(ref), 'event-channel': String(port), protocol: 'x86_64-abi', 'feature-persistent': persistent ? '1' : '0' });
+        return ok({ 'ring-ref': String(ref), 'event-channel': String(port), protocol, 'feature-persistent': persistent ? '1' : '0' });
       },
       connected: () => ok(undefined),
       teardown: (_ctx, reason) => { this.teardowns.push(reason); },

@@ -61,6 +61,8 @@ export interface DiskSpec {
 export class BlkWorld {
   readonly guests = new Map<number, BlkGuest>();
   private readonly extraKernels: DomainKernel[] = [];
+  /** Device models stepped by the pump each round (a DMA controller's processOnce); each returns work done. */
+  readonly pollers: (() => number)[] = [];
   private readonly storages = new Map<string, BlkStorage>();
   backend!: BlkbackDriver;
   backBus!: XenbusBus<XenbusBackend<BlkFrontendInfo>>;
@@ -170,6 +172,7 @@ export class BlkWorld {
       while (this.running) {
         let n = 0;
         for (const k of kernels()) n += k.evtchn.dispatch();
+        for (const p of this.pollers) n += p();
         this.rounds++;
         if (n > 0) this.busyRounds++;
         // Busy: let promise continuations (completions, new submissions, pushes) run as

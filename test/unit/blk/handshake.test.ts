@@ -7,6 +7,9 @@ import { expect } from 'chai';
 import { asDomId } from '../../../shared/types.ts';
 import { backendPath, frontendPath } from '../../../shared/xenbus/paths.ts';
 import { BlkWorld, verifiedJob } from '../../helpers/blk-world.ts';
+import { RamDisk, ReadOnlyDisk } from '../../../dom0/devices/disk-store.ts';
+import { VDISK_CDROM, VDISK_READONLY, VDISK_REMOVABLE } from '../../../shared/abi/blkif.ts';
+import { unwrap } from '../../../shared/result.ts';
 import { must } from '../xenbus/helpers.ts';
 
 const XVDA = 51712;
@@ -81,5 +84,23 @@ describe('blkfront ⇄ blkback handshake and read-your-writes (one thread)', fun
     expect(w.backDevice(1)!.mode).to.equal('persistent');
     expect(w.backDevice(2)!.mode).to.equal('map'); // the guest did not offer feature-persistent
     expect(w.backDevice(2)!.snapshot().grant_maps).to.be.greaterThan(0);
+  });
+
+  it('presents read-only media as such: info says so, and guest writes and discards fail before reaching the ring', async () => {
+    w = await BlkWorld.create();
+    const g = await w.addGuest(1, { maxQueues: 1 });
+    const media = new RamDisk({ sectors: 2048 });
+    unwrap(media.write(0, new Uint8Array(4096).fill(0x42)), 'master the disc');
+    const dev = await w.addDisk(g, 51728, { disk: new ReadOnlyDisk(media), mode: 'r', deviceType: 'cdrom' });
+    const info = await w.xs.dom0.readString(`/local/domain/0/backend/vbd/1/51728/info`);
+    expect(info.ok && Number(info.value)).to.equal(VDISK_READONLY | VDISK_CDROM | VDISK_REMOVABLE);
+    expect(dev.readOnly).to.equal(true);
+    const before = w.backDevice(1, 51728)!.snapshot().ring_requests;
+    expect(await dev.write(0, new Uint8Array(512))).to.equal('error');
+    expect(await dev.discard(0, 8)).to.equal('error');
+    expect(w.backDevice(1, 51728)!.snapshot().ring_requests).to.equal(before);
+    const b = new Uint8Array(4096);
+    expect(await w.within(dev.read(0, b), 'read')).to.equal('ok');
+    expect(b.every((x) => x === 0x42)).to.equal(true);
   });
 });

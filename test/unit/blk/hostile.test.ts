@@ -12,7 +12,7 @@ import {
   BLKIF_OP_DISCARD, BLKIF_OP_INDIRECT, BLKIF_OP_READ, BLKIF_OP_RESERVED_1, BLKIF_OP_WRITE, BLKIF_REQUEST_INDIRECT,
   BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_RSP_OKAY,
 } from '../../../shared/abi/blkif.ts';
-import { RamDisk } from '../../../dom0/devices/disk-store.ts';
+import { RamDisk, ReadOnlyDisk } from '../../../dom0/devices/disk-store.ts';
 import { DiskStoreStorage } from '../../../dom0/blkback/storage.ts';
 import { asDomId } from '../../../shared/types.ts';
 import { backendPath, errorPath } from '../../../shared/xenbus/paths.ts';
@@ -174,5 +174,38 @@ describe('a hostile frontend against blkback (one thread)', function () {
     expect(gc.error_responses).to.equal(0);
     expect(gc.protocol_errors).to.equal(0);
     expect(dev.counters().io_errors).to.equal(0);
+  });
+
+  it('refuses a frontend that asks for the 32-bit ABI: error node and Closing, nothing mapped', async () => {
+    w = await BlkWorld.create();
+    const { k, xsGuest } = await w.addRawGuest(1);
+    await w.createDisk(1, XVDA);
+    const raw = new RawFront(k, xsGuest.xs, XVDA, false, 'x86_32-abi');
+    await raw.fe.start();
+    const be = backendPath({ type: 'vbd', frontDom: asDomId(1), backDom: asDomId(0), devid: XVDA });
+    await w.until(() => raw.fe.state === XenbusState.Closed || undefined, 'the frontend closed');
+    const e = await w.xs.dom0.readString(errorPath(0, be));
+    expect(e.ok && e.value).to.match(/bad-protocol/);
+    expect(w.backDevice(1)!.isConnected).to.equal(false);
+    expect(w.backDevice(1)!.snapshot().grant_maps).to.equal(0);
+  });
+
+  it('refuses writes and discards a guest forges against read-only media', async () => {
+    w = await BlkWorld.create();
+    const { k, xsGuest } = await w.addRawGuest(1);
+    await w.createDisk(1, XVDA, { disk: new ReadOnlyDisk(new RamDisk({ sectors: 2048 })), mode: 'r' });
+    const raw = new RawFront(k, xsGuest.xs, XVDA);
+    await raw.fe.start();
+    await w.until(() => w.backDevice(1)?.isConnected === true && raw.fe.state === XenbusState.Connected, 'connected');
+    const src = raw.grantPage(true, 1);
+    const wr = await answer(raw, { op: BLKIF_OP_WRITE, id: 5, sector: 0, segs: [{ gref: src.gref, first: 0, last: 7 }] });
+    expect(wr.status).to.equal(BLKIF_RSP_ERROR);
+    const b = Buffer.alloc(112);
+    b.writeUInt8(BLKIF_OP_DISCARD, 0);
+    b.writeUInt32LE(6, 8);
+    b.writeBigUInt64LE(8n, 24);
+    const ds = await answer(raw, new Uint8Array(b.buffer, b.byteOffset, 112));
+    expect(ds.status).to.equal(BLKIF_RSP_EOPNOTSUPP); // read-only media offer no discard at all
+    expect(w.backDevice(1)!.snapshot().reject_read_only).to.equal(1);
   });
 });
