@@ -1,7 +1,8 @@
 /**
  * `npm run bench -- ring [--quick]`: request/response throughput and
  * notifications per request of our blkif-layout Xen ring (FrontRing/BackRing
- * over a MemRegion, full blkif_request codec with a bigint id, copy-once
+ * over a MemRegion, full 112-byte blkif_request through the flat codecs and
+ * the allocation-free putRequestFrom / copyRequestInto path, copy-once
  * reads), closed loop between two workers at queue depth 1, 8 and 32, next to
  * a plain SPSC shared-memory ring with 64-byte messages and the ringbuf.js npm
  * package, all with the same wake scheme, in the same run.
@@ -26,11 +27,11 @@ import { BLKIF_OP_WRITE, BLKIF_RSP_OKAY } from '../shared/abi/blkif.ts';
 import { MachineMemory, type PageSize } from '../shared/memory/machine-memory.ts';
 import { machineRegion, type MemRegion } from '../shared/memory/region.ts';
 import { BackRing } from '../shared/ring/back-ring.ts';
-import { BLKIF_RING, type BlkifSegment } from '../shared/ring/codec.ts';
+import { BLKIF_RING_FLAT } from '../shared/ring/codec.ts';
 import { FrontRing } from '../shared/ring/front-ring.ts';
 import { sharedRingInit } from '../shared/ring/sring.ts';
 import type { RingIdx } from '../shared/ring/u32.ts';
-import type { Gref, MachineAddr } from '../shared/types.ts';
+import type { MachineAddr } from '../shared/types.ts';
 import { spawnTsWorker } from '../shared/worker/spawn.ts';
 import { plainShared } from './baselines/plain-ring.ts';
 import { ringbufShared } from './baselines/ringbuf-js.ts';
@@ -104,12 +105,20 @@ function spinFor(spinUs: number, idle: () => boolean): boolean {
   return true;
 }
 
-const SEG: readonly BlkifSegment[] = [{ gref: 8 as Gref, firstSect: 0, lastSect: 7 }];
-
 function xenFront(sh: XenShared, cfg: PairConfig): FrontReport {
   const { ring: region, bells } = regions(sh);
   // xenShared() already did SHARED_RING_INIT: attach, as the back does.
-  const ring = FrontRing.attach(region, BLKIF_RING, 0 as RingIdx);
+  const ring = FrontRing.attach(region, BLKIF_RING_FLAT, 0 as RingIdx);
+  const { request: reqCodec, response: rspCodec } = BLKIF_RING_FLAT;
+  // One request struct refilled per message, one response struct decoded into.
+  const req = reqCodec.create();
+  req.operation = BLKIF_OP_WRITE;
+  req.handle = 0;
+  req.nrSegments = 1;
+  req.segGref[0] = 8;
+  req.segFirstSect[0] = 0;
+  req.segLastSect[0] = 7;
+  const rsp = rspCodec.create();
   let seq = 0;
   let done = 0;
   let sleeps = 0;
@@ -137,7 +146,10 @@ function xenFront(sh: XenShared, cfg: PairConfig): FrontReport {
       return r;
     }
     for (let i = 0; i < cfg.depth; i++) {
-      ring.putRequest({ operation: BLKIF_OP_WRITE, handle: 0, id: BigInt(seq), sectorNumber: seq * 8, seg: SEG });
+      // The id carries the sequence number (low half; the high half stays 0).
+      req.idLo = seq >>> 0;
+      req.sectorNumber = seq * 8;
+      ring.putRequestFrom(reqCodec, req);
       seq++;
     }
     if (ring.pushRequestsAndCheckNotify()) kick(bells, BELL_BACK);
@@ -148,8 +160,8 @@ function xenFront(sh: XenShared, cfg: PairConfig): FrontReport {
       let n = ready.value;
       if (n > 0) {
         while (n-- > 0) {
-          const rsp = ring.copyResponse();
-          if (!rsp.ok || rsp.value.id !== BigInt(done)) throw new Error(`ring bench: bad response for ${done}`);
+          const got = ring.copyResponseInto(rspCodec, rsp);
+          if (!got.ok || rsp.idLo !== done >>> 0 || rsp.idHi !== 0) throw new Error(`ring bench: bad response for ${done}`);
           done++;
           pending--;
         }
@@ -168,7 +180,10 @@ function xenFront(sh: XenShared, cfg: PairConfig): FrontReport {
 
 function xenBack(sh: XenShared, cfg: PairConfig): BackReport {
   const { ring: region, bells } = regions(sh);
-  const ring = BackRing.init(region, BLKIF_RING);
+  const ring = BackRing.init(region, BLKIF_RING_FLAT);
+  const { request: reqCodec, response: rspCodec } = BLKIF_RING_FLAT;
+  const req = reqCodec.create(); // the private decoded copy, reused
+  const rsp = rspCodec.create();
   let seq = 0;
   let sleeps = 0;
   while (bells.atomicLoadU32(STOP) === 0) {
@@ -177,9 +192,14 @@ function xenBack(sh: XenShared, cfg: PairConfig): BackReport {
     let n = ready.value;
     if (n > 0) {
       while (n-- > 0) {
-        const req = ring.copyRequest();
-        if (!req.ok || req.value.id !== BigInt(seq)) throw new Error(`ring bench: bad request for ${seq}`);
-        ring.putResponse({ id: req.value.id, operation: req.value.operation, status: BLKIF_RSP_OKAY });
+        const got = ring.copyRequestInto(reqCodec, req);
+        if (!got.ok || req.idLo !== seq >>> 0 || req.nrSegments !== 1) throw new Error(`ring bench: bad request for ${seq}`);
+        // Echo the opaque id.
+        rsp.idLo = req.idLo;
+        rsp.idHi = req.idHi;
+        rsp.operation = req.operation;
+        rsp.status = BLKIF_RSP_OKAY;
+        ring.putResponseFrom(rspCodec, rsp);
         seq++;
       }
       if (ring.pushResponsesAndCheckNotify()) kick(bells, BELL_FRONT);
@@ -248,8 +268,12 @@ const LABEL: Record<Impl, string> = { xen: 'xen blkif ring', plain: 'plain SPSC 
 
 const bench: Benchmark = async ({ quick }) => {
   const runs = quick ? 3 : 5;
-  const warmupMs = quick ? 60 : 150;
-  const measureMs = quick ? 200 : 600;
+  // Long enough for both workers to start and for TurboFan to finish with the
+  // hot loops of every ring, even on a loaded machine: a short warmup measured
+  // JIT compilation, which costs more the more code a ring runs (ours: the
+  // region, codec and ring layers; the plain ring: one tiny loop).
+  const warmupMs = quick ? 300 : 500;
+  const measureMs = quick ? 300 : 600;
   const figures: Figure[] = [];
   for (const mode of MODES) {
     for (const depth of DEPTHS) {

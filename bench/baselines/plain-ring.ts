@@ -209,6 +209,78 @@ function back(sab: SharedArrayBuffer, cfg: PairConfig): BackReport {
   return { msgs: seq, sleeps };
 }
 
+/**
+ * [cpuNs] is the CPU time this process has used, in nanoseconds (user +
+ * system, microsecond resolution). Single-thread cost benchmarks time with it
+ * rather than the wall clock, so that time the thread spends descheduled on a
+ * busy machine is not counted.
+ */
+export function cpuNs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) * 1000;
+}
+
+/**
+ * [plainSingleThread depth batches] runs the closed loop of the ring bench in
+ * ONE thread — depth requests put and pushed, the back takes, answers and
+ * pushes them, the front takes the responses — `batches` times, and returns
+ * the CPU nanoseconds per message (request + response). No wake-ups and no idle
+ * re-arming: this is the CPU cost of the data path alone, the denominator of
+ * bench/ring-cost.bench.ts.
+ */
+export function plainSingleThread(depth: number, batches: number): number {
+  const sab = plainShared();
+  const i32 = new Int32Array(sab);
+  const req = new Spsc(i32, sab, REQ_PROD, REQ_CONS, REQ_EVENT, REQ_SLOTS);
+  const rsp = new Spsc(i32, sab, RSP_PROD, RSP_CONS, RSP_EVENT, RSP_SLOTS);
+  const msg = new Uint8Array(PLAIN_MSG);
+  const msgWords = new Uint32Array(msg.buffer);
+  for (let i = 1; i < 16; i++) msgWords[i] = 0x01010101 * i;
+  const got = new Uint8Array(PLAIN_MSG);
+  const gotWords = new Uint32Array(got.buffer);
+  const bgot = new Uint8Array(PLAIN_MSG);
+  const bgotWords = new Uint32Array(bgot.buffer);
+  const out = new Uint8Array(PLAIN_MSG);
+  const outWords = new Uint32Array(out.buffer);
+  let seq = 0;
+  let bseq = 0;
+  let done = 0;
+  let kicks = 0;
+  const t0 = cpuNs();
+  for (let b = 0; b < batches; b++) {
+    // Front: one batch out.
+    if (req.free() < depth) throw new Error('plain ring: request ring unexpectedly full');
+    for (let i = 0; i < depth; i++) {
+      msgWords[0] = seq++;
+      req.put(msg);
+    }
+    if (req.pushAndCheckNotify()) kicks++;
+    // Back: drain and answer.
+    let n = req.available();
+    while (n-- > 0) {
+      req.take(bgot);
+      if (bgotWords[0] !== (bseq >>> 0)) throw new Error(`plain ring: request ${bgotWords[0]} for ${bseq}`);
+      if (rsp.free() === 0) throw new Error('plain ring: response ring unexpectedly full');
+      outWords[0] = bgotWords[0] as number;
+      rsp.put(out);
+      bseq++;
+    }
+    req.release();
+    if (rsp.pushAndCheckNotify()) kicks++;
+    // Front: take the responses.
+    let m = rsp.available();
+    while (m-- > 0) {
+      rsp.take(got);
+      if (gotWords[0] !== (done >>> 0)) throw new Error(`plain ring: response ${gotWords[0]} for ${done}`);
+      done++;
+    }
+    rsp.release();
+  }
+  const ns = (cpuNs() - t0) / done;
+  if (done !== depth * batches || kicks < 0) throw new Error('plain ring: lost messages');
+  return ns;
+}
+
 if (!isMainThread) {
   const data = workerData as { role?: string; sab: SharedArrayBuffer; cfg: PairConfig };
   if (data.role === 'plain-front') parentPort?.postMessage(front(data.sab, data.cfg));

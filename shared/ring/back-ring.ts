@@ -18,8 +18,8 @@
 import { InvariantError, invariant } from '../invariant.ts';
 import type { MemRegion } from '../memory/region.ts';
 import { err, ok, type Result } from '../result.ts';
-import type { CodecError, RingCodec, RingTypes } from './codec.ts';
-import { SharedRing, type RingError } from './sring.ts';
+import { type CodecError, type EntryEncoder, type FlatCodec, type RingCodec, type RingTypes } from './codec.ts';
+import { PrivateSlots, SharedRing, type PrivateSlot, type RingError } from './sring.ts';
 import { idxAdd, idxSub, notifyNeeded, type RingIdx } from './u32.ts';
 
 // On the data path, invariants are checked with a plain `if` so that their
@@ -31,10 +31,10 @@ export class BackRing<Req, Rsp> {
   private rspProdPvtIdx: RingIdx;
   /** The last req_prod read and found plausible: requests before it may be copied. */
   private reqProdSeen: RingIdx;
+  /** The last rsp_prod we published (the "old" of the next push's notify check). */
+  private rspProdPushed: RingIdx;
   /** Private slot buffers by size: every entry is decoded and encoded here, never in shared memory. */
-  private readonly reqBuf: Uint8Array;
-  private readonly rspBuf: Uint8Array;
-  private readonly otherBufs = new Map<number, Uint8Array>();
+  private readonly slots: PrivateSlots;
 
   private constructor(
     region: MemRegion,
@@ -46,11 +46,11 @@ export class BackRing<Req, Rsp> {
       `${types.name}: entries of ${types.entryBytes} bytes cannot hold the request/response`,
     );
     this.sring = new SharedRing(region, types.entryBytes);
-    this.reqBuf = new Uint8Array(types.request.SIZE);
-    this.rspBuf = new Uint8Array(types.response.SIZE);
+    this.slots = new PrivateSlots(types.entryBytes, types.request.SIZE, types.response.SIZE);
     this.reqConsIdx = start;
     this.rspProdPvtIdx = start;
     this.reqProdSeen = start;
+    this.rspProdPushed = start;
   }
 
   /**
@@ -151,8 +151,27 @@ export class BackRing<Req, Rsp> {
    * be copied; anything else is a bug in the caller and throws.
    */
   copyRequestWith<T>(codec: RingCodec<T>): Result<T, CodecError> {
-    if (codec.SIZE > this.sring.entryBytes) {
-      throw new InvariantError(`${codec.name} (${codec.SIZE} B) does not fit a ${this.sring.entryBytes}-byte slot`);
+    return codec.decode(this.copyRequestOut(codec).bytes, 0);
+  }
+
+  /**
+   * [copyRequestInto codec out] is copyRequestWith without allocation: the
+   * slot at reqCons is copied out ONCE into the private buffer (XSA-155),
+   * reqCons advances, and only the private copy is decoded, into `out` (a
+   * struct made by codec.create() and reused; it holds the request until the
+   * next call). This is the data-path method for backends, with
+   * BLKIF_RING_FLAT / NETIF_*_RING_FLAT codecs. The slot is consumed even when
+   * decoding fails; answer it with an error status.
+   */
+  copyRequestInto<T>(codec: FlatCodec<T>, out: T): Result<void, CodecError> {
+    return codec.decodeWords(this.copyRequestOut(codec).words, out);
+  }
+
+  /** RING_COPY_REQUEST: the slot at reqCons, codec.SIZE bytes, copied ONCE into a private buffer; reqCons++. */
+  private copyRequestOut(codec: { readonly name: string; readonly SIZE: number }): PrivateSlot {
+    const size = codec.SIZE;
+    if (size > this.sring.entryBytes) {
+      throw new InvariantError(`${codec.name} (${size} B) does not fit a ${this.sring.entryBytes}-byte slot`);
     }
     const i = this.reqConsIdx;
     if (idxSub(this.reqProdSeen, i) === 0) {
@@ -161,10 +180,10 @@ export class BackRing<Req, Rsp> {
     if (this.requestConsOverflow(i)) {
       throw new InvariantError(`${this.types.name}: consuming request ${i} would overrun unanswered slots (rsp_prod_pvt ${this.rspProdPvtIdx})`);
     }
-    const priv = this.privateBuffer(codec.SIZE);
-    this.sring.region.copyOut(this.sring.slotOffset(i), priv);
+    const slot = this.slots.get(size);
+    this.sring.copySlotOut(i, slot);
     this.reqConsIdx = idxAdd(i, 1);
-    return codec.decode(priv, 0);
+    return slot;
   }
 
   /** [responseSlot i] is the region offset of response i's slot (RING_GET_RESPONSE); i defaults to rspProdPvt. */
@@ -183,17 +202,42 @@ export class BackRing<Req, Rsp> {
    * privately with every byte defined (XSA-216), copied in one piece. A
    * response needs a consumed request's slot; anything else throws.
    */
-  putResponseWith<T>(codec: RingCodec<T>, v: T): RingIdx {
-    if (codec.SIZE > this.sring.entryBytes) {
-      throw new InvariantError(`${codec.name} (${codec.SIZE} B) does not fit a ${this.sring.entryBytes}-byte slot`);
+  putResponseWith<T>(codec: EntryEncoder<T>, v: T): RingIdx {
+    const slot = this.nextResponseSlot(codec);
+    codec.encode(slot.bytes, 0, v);
+    return this.publishResponseSlot(slot);
+  }
+
+  /**
+   * [putResponseFrom codec v] is putResponseWith for a flat codec: v (a
+   * struct made by codec.create() and refilled per response) is encoded as
+   * words into the private slot, every byte of the entry defined (XSA-216),
+   * and copied into the ring slot in one piece, allocating nothing. This is the
+   * data-path method for backends, with BLKIF_RING_FLAT / NETIF_*_RING_FLAT.
+   */
+  putResponseFrom<T>(codec: FlatCodec<T>, v: T): RingIdx {
+    const slot = this.nextResponseSlot(codec);
+    const words = codec.encodeWords(slot.words, v);
+    return this.publishResponseSlot(slot, words * 4);
+  }
+
+  /** The private buffer for a response of codec.SIZE bytes at rspProdPvt, after the checks. */
+  private nextResponseSlot(codec: { readonly name: string; readonly SIZE: number }): PrivateSlot {
+    const size = codec.SIZE;
+    if (size > this.sring.entryBytes) {
+      throw new InvariantError(`${codec.name} (${size} B) does not fit a ${this.sring.entryBytes}-byte slot`);
     }
     const i = this.rspProdPvtIdx;
     if (idxSub(this.reqConsIdx, i) === 0) {
       throw new InvariantError(`${this.types.name}: no consumed request to answer at ${i} (req_cons ${this.reqConsIdx})`);
     }
-    const priv = this.privateBuffer(codec.SIZE);
-    codec.encode(priv, 0, v);
-    this.sring.region.copyIn(this.sring.slotOffset(i), priv);
+    return this.slots.get(size);
+  }
+
+  /** Copies the encoded private slot into the ring at rspProdPvt (still unpublished), then ++. */
+  private publishResponseSlot(slot: PrivateSlot, size: number = slot.bytes.length): RingIdx {
+    const i = this.rspProdPvtIdx;
+    this.sring.copySlotIn(i, slot, size);
     this.rspProdPvtIdx = idxAdd(i, 1);
     return i;
   }
@@ -202,6 +246,7 @@ export class BackRing<Req, Rsp> {
   pushResponses(): void {
     // Release store: front sees resps /before/ updated producer index.
     this.sring.storeRspProd(this.rspProdPvtIdx);
+    this.rspProdPushed = this.rspProdPvtIdx;
   }
 
   /**
@@ -210,25 +255,17 @@ export class BackRing<Req, Rsp> {
    * the newly published responses (rsp_event in (old, new]).
    */
   pushResponsesAndCheckNotify(): boolean {
-    const oldProd = this.sring.loadRspProd();
+    // ring.h reads the old rsp_prod back from the shared page; we are its only
+    // writer, so our record of the last push is the same value, without an
+    // atomic load (and a frontend scribbling on rsp_prod cannot skew it).
+    const oldProd = this.rspProdPushed;
     const newProd = this.rspProdPvtIdx;
     // Release store: front sees resps /before/ updated producer index.
     this.sring.storeRspProd(newProd);
+    this.rspProdPushed = newProd;
     // Sequentially consistent atomics act as xen_mb(): front sees new resps
     // /before/ we check rsp_event.
     const event = this.sring.loadRspEvent();
     return notifyNeeded(newProd, oldProd, event);
-  }
-
-  /** A private buffer of exactly size bytes (one per size, reused), so copies need no views. */
-  private privateBuffer(size: number): Uint8Array {
-    if (size === this.reqBuf.length) return this.reqBuf;
-    if (size === this.rspBuf.length) return this.rspBuf;
-    let b = this.otherBufs.get(size);
-    if (b === undefined) {
-      b = new Uint8Array(size);
-      this.otherBufs.set(size, b);
-    }
-    return b;
   }
 }

@@ -90,15 +90,79 @@ export type CodecError =
       readonly flags: number;
     };
 
-/** [RingCodec T] encodes and decodes one T in SIZE bytes of a private buffer. */
-export interface RingCodec<T> {
+/** [EntryEncoder T] is the producer's half of a codec: T into SIZE bytes of a private buffer. */
+export interface EntryEncoder<T> {
   readonly name: string;
   /** sizeof the C struct: bytes written by encode and read by decode. */
   readonly SIZE: number;
   /** Writes v at bytes[off, off + SIZE), every byte defined (padding zeroed). */
   encode(bytes: Uint8Array, off: number, v: T): void;
+}
+
+/** [RingCodec T] encodes and decodes one T in SIZE bytes of a private buffer. */
+export interface RingCodec<T> extends EntryEncoder<T> {
   /** Reads a T from bytes[off, off + SIZE); never throws on any content. */
   decode(bytes: Uint8Array, off: number): Result<T, CodecError>;
+}
+
+/**
+ * [FlatCodec T] is the allocation-free codec of the data path. T is a flat,
+ * mutable struct (numbers and fixed-size typed arrays) that the caller makes
+ * once with `create()` and reuses for every entry. The codec works on the
+ * private slot buffer as SIZE / 4 little-endian 32-bit words (every ring
+ * entry is a whole number of words), which is several times cheaper in V8
+ * than byte by byte: `decodeWords` overwrites the struct and allocates
+ * nothing when the words decode; only a failure builds its CodecError.
+ *
+ * The layout is the object codec's, byte for byte, and a FlatCodec is still a
+ * RingCodec (its byte `encode` and `decode`, which makes a fresh struct, go
+ * through a scratch word buffer), so it can serve as a RingTypes' codec.
+ */
+export interface FlatCodec<T> extends RingCodec<T> {
+  /** A zeroed struct to decode into and encode from. */
+  create(): T;
+  /**
+   * Writes v as the words w[0, n) and returns n ≤ SIZE / 4, every byte of
+   * them defined (padding zeroed). Words from n on are not part of this entry
+   * (a blkif request's unused segments; the union's tail) and its peer never
+   * reads them, so a ring copies only the n words into the slot, as Xen's
+   * frontends fill only the segments they use. What the slot keeps there is
+   * data already shared on this ring, never private memory (XSA-216 holds).
+   * The byte-level `encode` zeroes them instead.
+   */
+  encodeWords(w: Int32Array, v: T): number;
+  /**
+   * Reads the words w[0, SIZE / 4) into out; never throws on any content. On
+   * failure the fields the error names are as read and the rest of out is
+   * unspecified (do not act on it).
+   */
+  decodeWords(w: Int32Array, out: T): Result<void, CodecError>;
+}
+
+/** The one success value of every decodeWords / copy…Into: nothing to allocate. */
+export const DECODED: Result<void, never> = Object.freeze(ok(undefined));
+
+/** What a flat codec defines; `flatCodec` derives the byte-level RingCodec half. */
+type FlatCodecSpec<T> = Omit<FlatCodec<T>, 'encode' | 'decode'>;
+
+function flatCodec<T>(spec: FlatCodecSpec<T>): FlatCodec<T> {
+  if (spec.SIZE % 4 !== 0) throw new RangeError(`${spec.name}: a flat codec needs a whole number of words, got ${spec.SIZE} bytes`);
+  // Scratch words for the byte-level methods (synchronous, so one per codec will do).
+  const words = new Int32Array(spec.SIZE / 4);
+  const bytes = new Uint8Array(words.buffer);
+  return {
+    ...spec,
+    encode(b, off, v) {
+      words.fill(0, spec.encodeWords(words, v));
+      b.set(bytes, off);
+    },
+    decode(b, off) {
+      bytes.set(b.subarray(off, off + spec.SIZE));
+      const out = spec.create();
+      const r = spec.decodeWords(words, out);
+      return r.ok ? ok(out) : r;
+    },
+  };
 }
 
 /**
@@ -110,6 +174,12 @@ export interface RingTypes<Req, Rsp> {
   readonly entryBytes: number;
   readonly request: RingCodec<Req>;
   readonly response: RingCodec<Rsp>;
+}
+
+/** [FlatRingTypes Req Rsp] is RingTypes whose codecs also decode into reused structs. */
+export interface FlatRingTypes<Req, Rsp> extends RingTypes<Req, Rsp> {
+  readonly request: FlatCodec<Req>;
+  readonly response: FlatCodec<Rsp>;
 }
 
 // ---------------------------------------------------------------------------
@@ -163,7 +233,10 @@ function wrU64Num(b: Uint8Array, o: number, v: number): void {
 }
 
 function checkUint(v: number, bits: 8 | 16 | 32, field: string): void {
-  if (!(Number.isInteger(v) && v >= 0 && v < 2 ** bits)) throw new RangeError(`${field} must be a u${bits}, got ${v}`);
+  // (v >>> 0) === v: an integer in 0..2^32-1. The limit is spelled out, since
+  // V8 does not fold `2 ** bits` and that alone cost more than an encode.
+  const limit = bits === 8 ? 0x100 : bits === 16 ? 0x1_0000 : 0x1_0000_0000;
+  if (!(v >>> 0 === v && v < limit)) throw new RangeError(`${field} must be a u${bits}, got ${v}`);
 }
 function checkInt16(v: number, field: string): void {
   if (!(Number.isInteger(v) && v >= -0x8000 && v <= 0x7fff)) throw new RangeError(`${field} must be an i16, got ${v}`);
@@ -397,6 +470,245 @@ export const BLKIF_RING: RingTypes<BlkifRequest, BlkifResponse> = {
   entryBytes: BLKIF_RING_ENTRY_SIZE,
   request: blkifRequestCodec,
   response: blkifResponseCodec,
+};
+
+// ---------------------------------------------------------------------------
+// blkif, flat (the allocation-free data path)
+
+/**
+ * [BlkifRequestFlat] is one blkif_request as a reusable struct. Which fields
+ * mean something depends on `operation`, as in the C union:
+ *  - direct (READ/WRITE/WRITE_BARRIER/FLUSH_DISKCACHE): nrSegments (u8) and
+ *    seg*[0 .. nrSegments);
+ *  - DISCARD: flag and nrSectors;
+ *  - INDIRECT: indirectOp, nrSegments (u16) and all 8 indirectGrefs.
+ * The id stays opaque as two u32 halves (it is only echoed back; a frontend
+ * may put a shadow index in idLo); `blkifId` / `setBlkifId` convert to the
+ * bigint the object codec uses.
+ */
+export interface BlkifRequestFlat {
+  operation: number;
+  nrSegments: number;
+  handle: number;
+  idLo: number;
+  idHi: number;
+  sectorNumber: number;
+  readonly segGref: Uint32Array;
+  readonly segFirstSect: Uint8Array;
+  readonly segLastSect: Uint8Array;
+  indirectOp: number;
+  readonly indirectGrefs: Uint32Array;
+  flag: number;
+  nrSectors: number;
+}
+
+/** [BlkifResponseFlat] is one blkif_response as a reusable struct; the id as two u32 halves. */
+export interface BlkifResponseFlat {
+  idLo: number;
+  idHi: number;
+  operation: number;
+  /** BLKIF_RSP_* as an int16. */
+  status: number;
+}
+
+/** [blkifId v] is the 64-bit id of a flat request or response as a bigint. */
+export function blkifId(v: { readonly idLo: number; readonly idHi: number }): bigint {
+  return v.idHi === 0 ? BigInt(v.idLo) : (BigInt(v.idHi) << 32n) | BigInt(v.idLo);
+}
+/** [setBlkifId v id] stores a u64 id into a flat request or response. */
+export function setBlkifId(v: { idLo: number; idHi: number }, id: bigint): void {
+  checkU64Big(id, 'blkif id');
+  SPLIT64[0] = id;
+  v.idLo = SPLIT32[0] as number;
+  v.idHi = SPLIT32[1] as number;
+}
+
+function isU32(v: number): boolean {
+  return v >>> 0 === v;
+}
+function checkIdHalves(v: { readonly idLo: number; readonly idHi: number }): void {
+  if (!isU32(v.idLo) || !isU32(v.idHi)) throw new RangeError(`blkif id halves must be u32, got ${v.idHi}:${v.idLo}`);
+}
+/** The u64 in words lo, hi as a bigint (error reports only). */
+function wordsU64(lo: number, hi: number): bigint {
+  return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+}
+
+// Word indices of blkif_request (byte offset / 4; see shared/abi/blkif.ts).
+// Word 0 holds the u8 operation, then (direct) nr_segments u8 and handle u16,
+// (discard) flag u8 and handle u16, (indirect) indirect_op u8 and
+// nr_segments u16. Word 1 is padding (discard and indirect agree).
+const RQ_ID = BLKIF_REQUEST.id / 4;
+const RQ_SECTOR = BLKIF_REQUEST.sector_number / 4;
+const RQ_SEG = BLKIF_REQUEST.seg / 4;
+const RQ_DISCARD_NR_SECTORS = BLKIF_REQUEST_DISCARD.nr_sectors / 4;
+const RQ_INDIRECT_HANDLE = BLKIF_REQUEST_INDIRECT.handle / 4;
+const RQ_INDIRECT_GREFS = BLKIF_REQUEST_INDIRECT.indirect_grefs / 4;
+const SEG_WORDS = BLKIF_REQUEST_SEGMENT.SIZE / 4;
+
+/** The high u32 of a safe integer (most are below 2^32: no division then). */
+function hiWord(v: number): number {
+  return v < TWO32 ? 0 : Math.floor(v / TWO32);
+}
+function zeroWords(w: Int32Array, from: number, to: number): void {
+  for (let i = from; i < to; i++) w[i] = 0;
+}
+
+export const blkifRequestFlatCodec: FlatCodec<BlkifRequestFlat> = flatCodec<BlkifRequestFlat>({
+  name: 'blkif_request',
+  SIZE: BLKIF_REQUEST.SIZE,
+  create() {
+    return {
+      operation: 0,
+      nrSegments: 0,
+      handle: 0,
+      idLo: 0,
+      idHi: 0,
+      sectorNumber: 0,
+      segGref: new Uint32Array(BLKIF_MAX_SEGMENTS_PER_REQUEST),
+      segFirstSect: new Uint8Array(BLKIF_MAX_SEGMENTS_PER_REQUEST),
+      segLastSect: new Uint8Array(BLKIF_MAX_SEGMENTS_PER_REQUEST),
+      indirectOp: 0,
+      indirectGrefs: new Uint32Array(BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST),
+      flag: 0,
+      nrSectors: 0,
+    };
+  },
+  encodeWords(w, v) {
+    // The same checks as the object codec, on numbers only. The segment and
+    // gref arrays are typed, so their elements already have the wire widths.
+    checkIdHalves(v);
+    checkSafe(v.sectorNumber, 'sector_number');
+    checkUint(v.handle, 16, 'handle');
+    const op = v.operation;
+    w[1] = 0; // padding before id
+    w[RQ_ID] = v.idLo;
+    w[RQ_ID + 1] = v.idHi;
+    w[RQ_SECTOR] = v.sectorNumber >>> 0;
+    w[RQ_SECTOR + 1] = hiWord(v.sectorNumber);
+    if (op === BLKIF_OP_DISCARD) {
+      checkUint(v.flag, 8, 'discard flag');
+      checkSafe(v.nrSectors, 'nr_sectors');
+      w[0] = op | (v.flag << 8) | (v.handle << 16);
+      w[RQ_DISCARD_NR_SECTORS] = v.nrSectors >>> 0;
+      w[RQ_DISCARD_NR_SECTORS + 1] = hiWord(v.nrSectors);
+      return BLKIF_REQUEST_DISCARD.SIZE / 4;
+    }
+    if (op === BLKIF_OP_INDIRECT) {
+      checkUint(v.indirectOp, 8, 'indirect_op');
+      checkUint(v.nrSegments, 16, 'indirect nr_segments');
+      w[0] = op | (v.indirectOp << 8) | (v.nrSegments << 16);
+      w[RQ_INDIRECT_HANDLE] = v.handle; // and 2 bytes of padding
+      for (let i = 0; i < BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST; i++) w[RQ_INDIRECT_GREFS + i] = v.indirectGrefs[i] as number;
+      zeroWords(w, RQ_INDIRECT_GREFS + BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST, BLKIF_REQUEST_INDIRECT.SIZE / 4); // tail padding
+      return BLKIF_REQUEST_INDIRECT.SIZE / 4;
+    }
+    if (!isDirectOp(op)) throw new RangeError(`operation ${op} has no direct layout`);
+    const nr = v.nrSegments;
+    if (!(Number.isInteger(nr) && nr >= 0 && nr <= BLKIF_MAX_SEGMENTS_PER_REQUEST)) {
+      throw new RangeError(`at most ${BLKIF_MAX_SEGMENTS_PER_REQUEST} direct segments, got ${nr}`);
+    }
+    w[0] = op | (nr << 8) | (v.handle << 16);
+    for (let i = 0; i < nr; i++) {
+      w[RQ_SEG + SEG_WORDS * i] = v.segGref[i] as number;
+      // first_sect, last_sect, then 2 bytes of tail padding.
+      w[RQ_SEG + SEG_WORDS * i + 1] = (v.segFirstSect[i] as number) | ((v.segLastSect[i] as number) << 8);
+    }
+    return RQ_SEG + SEG_WORDS * nr; // the unused segments are not part of the entry
+  },
+  decodeWords(w, q) {
+    // operation and id sit at the same offsets in all three layouts, so every
+    // error below can still be answered with the id the guest sent.
+    const w0 = w[0] as number;
+    const op = w0 & 0xff;
+    q.operation = op;
+    q.idLo = (w[RQ_ID] as number) >>> 0;
+    q.idHi = (w[RQ_ID + 1] as number) >>> 0;
+    if (!isDirectOp(op) && op !== BLKIF_OP_DISCARD && op !== BLKIF_OP_INDIRECT) {
+      return err({ kind: 'unknown-operation', operation: op, id: blkifId(q) });
+    }
+    const secLo = (w[RQ_SECTOR] as number) >>> 0;
+    const secHi = (w[RQ_SECTOR + 1] as number) >>> 0;
+    if (secHi > SAFE_HI_MAX) {
+      return err({ kind: 'value-out-of-range', field: 'sector_number', value: wordsU64(secLo, secHi), operation: op, id: blkifId(q) });
+    }
+    q.sectorNumber = secHi * TWO32 + secLo;
+    if (op === BLKIF_OP_DISCARD) {
+      const lo = (w[RQ_DISCARD_NR_SECTORS] as number) >>> 0;
+      const hi = (w[RQ_DISCARD_NR_SECTORS + 1] as number) >>> 0;
+      if (hi > SAFE_HI_MAX) {
+        return err({ kind: 'value-out-of-range', field: 'nr_sectors', value: wordsU64(lo, hi), operation: op, id: blkifId(q) });
+      }
+      q.flag = (w0 >>> 8) & 0xff;
+      q.handle = w0 >>> 16;
+      q.nrSectors = hi * TWO32 + lo;
+      q.nrSegments = 0;
+      return DECODED;
+    }
+    if (op === BLKIF_OP_INDIRECT) {
+      q.indirectOp = (w0 >>> 8) & 0xff;
+      q.nrSegments = w0 >>> 16;
+      q.handle = (w[RQ_INDIRECT_HANDLE] as number) & 0xffff;
+      for (let i = 0; i < BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST; i++) q.indirectGrefs[i] = w[RQ_INDIRECT_GREFS + i] as number;
+      return DECODED;
+    }
+    const nr = (w0 >>> 8) & 0xff;
+    if (nr > BLKIF_MAX_SEGMENTS_PER_REQUEST) {
+      return err({ kind: 'too-many-segments', nrSegments: nr, max: BLKIF_MAX_SEGMENTS_PER_REQUEST, operation: op, id: blkifId(q) });
+    }
+    q.nrSegments = nr;
+    q.handle = w0 >>> 16;
+    for (let i = 0; i < nr; i++) {
+      q.segGref[i] = w[RQ_SEG + SEG_WORDS * i] as number;
+      const sects = w[RQ_SEG + SEG_WORDS * i + 1] as number;
+      q.segFirstSect[i] = sects & 0xff;
+      q.segLastSect[i] = (sects >>> 8) & 0xff;
+    }
+    return DECODED;
+  },
+});
+
+// Word indices of blkif_response: id (2 words), then operation u8, a padding
+// byte and status i16 in one word, then a word of tail padding.
+const RS_ID = BLKIF_RESPONSE.id / 4;
+const RS_OP_STATUS = BLKIF_RESPONSE.operation / 4;
+
+export const blkifResponseFlatCodec: FlatCodec<BlkifResponseFlat> = flatCodec<BlkifResponseFlat>({
+  name: 'blkif_response',
+  SIZE: BLKIF_RESPONSE.SIZE,
+  create() {
+    return { idLo: 0, idHi: 0, operation: 0, status: 0 };
+  },
+  encodeWords(w, v) {
+    checkIdHalves(v);
+    checkUint(v.operation, 8, 'operation');
+    checkInt16(v.status, 'status');
+    w[RS_ID] = v.idLo;
+    w[RS_ID + 1] = v.idHi;
+    w[RS_OP_STATUS] = v.operation | (v.status << 16);
+    w[RS_OP_STATUS + 1] = 0; // tail padding
+    return BLKIF_RESPONSE.SIZE / 4;
+  },
+  decodeWords(w, r) {
+    r.idLo = (w[RS_ID] as number) >>> 0;
+    r.idHi = (w[RS_ID + 1] as number) >>> 0;
+    const opStatus = w[RS_OP_STATUS] as number;
+    r.operation = opStatus & 0xff;
+    r.status = opStatus >> 16;
+    return DECODED;
+  },
+});
+
+/**
+ * DEFINE_RING_TYPES(blkif, …) with the flat codecs: the same 112-byte slots
+ * as BLKIF_RING. Drivers on the data path use these structs with
+ * putRequestWith / copyRequestInto / putResponseWith / copyResponseInto.
+ */
+export const BLKIF_RING_FLAT: FlatRingTypes<BlkifRequestFlat, BlkifResponseFlat> = {
+  name: 'blkif',
+  entryBytes: BLKIF_RING_ENTRY_SIZE,
+  request: blkifRequestFlatCodec,
+  response: blkifResponseFlatCodec,
 };
 
 // ---------------------------------------------------------------------------
@@ -666,4 +978,123 @@ export const XEN_NETIF_CTRL_RING: RingTypes<XenNetifCtrlRequest, XenNetifCtrlRes
   entryBytes: XEN_NETIF_CTRL_RING_ENTRY_SIZE,
   request: xenNetifCtrlRequestCodec,
   response: xenNetifCtrlResponseCodec,
+};
+
+// ---------------------------------------------------------------------------
+// netif, flat (the allocation-free data path)
+
+/** [Mutable T] is T with its fields writable: the reusable struct of a flat codec. */
+export type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+export type NetifTxRequestFlat = Mutable<NetifTxRequest>;
+export type NetifTxResponseFlat = Mutable<NetifTxResponse>;
+export type NetifRxRequestFlat = Mutable<NetifRxRequest>;
+export type NetifRxResponseFlat = Mutable<NetifRxResponse>;
+
+// netif entries as words (little-endian; see shared/abi/netif.ts):
+//   netif_tx_request  [gref] [offset | flags << 16] [id | size << 16]
+//   netif_tx_response [id | status << 16]
+//   netif_rx_request  [id | pad << 16] [gref]
+//   netif_rx_response [id | offset << 16] [flags | status << 16]
+
+export const netifTxRequestFlatCodec: FlatCodec<NetifTxRequestFlat> = flatCodec<NetifTxRequestFlat>({
+  name: netifTxRequestCodec.name,
+  SIZE: NETIF_TX_REQUEST.SIZE,
+  create: () => ({ gref: 0 as Gref, offset: 0, flags: 0, id: 0, size: 0 }),
+  encodeWords(w, v) {
+    checkUint(v.gref, 32, 'gref');
+    checkUint(v.offset, 16, 'offset');
+    checkUint(v.flags, 16, 'flags');
+    checkUint(v.id, 16, 'id');
+    checkUint(v.size, 16, 'size');
+    w[NETIF_TX_REQUEST.gref / 4] = v.gref;
+    w[NETIF_TX_REQUEST.offset / 4] = v.offset | (v.flags << 16);
+    w[NETIF_TX_REQUEST.id / 4] = v.id | (v.size << 16);
+    return NETIF_TX_REQUEST.SIZE / 4;
+  },
+  decodeWords(w, q) {
+    const of = w[NETIF_TX_REQUEST.offset / 4] as number;
+    const is = w[NETIF_TX_REQUEST.id / 4] as number;
+    q.gref = ((w[NETIF_TX_REQUEST.gref / 4] as number) >>> 0) as Gref;
+    q.offset = of & 0xffff;
+    q.flags = of >>> 16;
+    q.id = is & 0xffff;
+    q.size = is >>> 16;
+    return DECODED;
+  },
+});
+
+export const netifTxResponseFlatCodec: FlatCodec<NetifTxResponseFlat> = flatCodec<NetifTxResponseFlat>({
+  name: netifTxResponseCodec.name,
+  SIZE: NETIF_TX_RESPONSE.SIZE,
+  create: () => ({ id: 0, status: 0 }),
+  encodeWords(w, v) {
+    checkUint(v.id, 16, 'id');
+    checkInt16(v.status, 'status');
+    w[NETIF_TX_RESPONSE.id / 4] = v.id | (v.status << 16);
+    return NETIF_TX_RESPONSE.SIZE / 4;
+  },
+  decodeWords(w, r) {
+    const x = w[NETIF_TX_RESPONSE.id / 4] as number;
+    r.id = x & 0xffff;
+    r.status = x >> 16;
+    return DECODED;
+  },
+});
+
+export const netifRxRequestFlatCodec: FlatCodec<NetifRxRequestFlat> = flatCodec<NetifRxRequestFlat>({
+  name: netifRxRequestCodec.name,
+  SIZE: NETIF_RX_REQUEST.SIZE,
+  create: () => ({ id: 0, gref: 0 as Gref }),
+  encodeWords(w, v) {
+    checkUint(v.id, 16, 'id');
+    checkUint(v.gref, 32, 'gref');
+    w[NETIF_RX_REQUEST.id / 4] = v.id; // and the u16 pad, zeroed
+    w[NETIF_RX_REQUEST.gref / 4] = v.gref;
+    return NETIF_RX_REQUEST.SIZE / 4;
+  },
+  decodeWords(w, q) {
+    q.id = (w[NETIF_RX_REQUEST.id / 4] as number) & 0xffff;
+    q.gref = ((w[NETIF_RX_REQUEST.gref / 4] as number) >>> 0) as Gref;
+    return DECODED;
+  },
+});
+
+export const netifRxResponseFlatCodec: FlatCodec<NetifRxResponseFlat> = flatCodec<NetifRxResponseFlat>({
+  name: netifRxResponseCodec.name,
+  SIZE: NETIF_RX_RESPONSE.SIZE,
+  create: () => ({ id: 0, offset: 0, flags: 0, status: 0 }),
+  encodeWords(w, v) {
+    checkUint(v.id, 16, 'id');
+    checkUint(v.offset, 16, 'offset');
+    checkUint(v.flags, 16, 'flags');
+    checkInt16(v.status, 'status');
+    w[NETIF_RX_RESPONSE.id / 4] = v.id | (v.offset << 16);
+    w[NETIF_RX_RESPONSE.flags / 4] = v.flags | (v.status << 16);
+    return NETIF_RX_RESPONSE.SIZE / 4;
+  },
+  decodeWords(w, r) {
+    const io = w[NETIF_RX_RESPONSE.id / 4] as number;
+    const fs = w[NETIF_RX_RESPONSE.flags / 4] as number;
+    r.id = io & 0xffff;
+    r.offset = io >>> 16;
+    r.flags = fs & 0xffff;
+    r.status = fs >> 16;
+    return DECODED;
+  },
+});
+
+/** DEFINE_RING_TYPES(netif_tx, ...) with the flat codecs (same 12-byte slots as NETIF_TX_RING). */
+export const NETIF_TX_RING_FLAT: FlatRingTypes<NetifTxRequestFlat, NetifTxResponseFlat> = {
+  name: 'netif_tx',
+  entryBytes: NETIF_TX_RING_ENTRY_SIZE,
+  request: netifTxRequestFlatCodec,
+  response: netifTxResponseFlatCodec,
+};
+/** DEFINE_RING_TYPES(netif_rx, ...) with the flat codecs (same 8-byte slots as NETIF_RX_RING). */
+export const NETIF_RX_RING_FLAT: FlatRingTypes<NetifRxRequestFlat, NetifRxResponseFlat> = {
+  name: 'netif_rx',
+  entryBytes: NETIF_RX_RING_ENTRY_SIZE,
+  request: netifRxRequestFlatCodec,
+  response: netifRxResponseFlatCodec,
 };

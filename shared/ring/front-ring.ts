@@ -14,8 +14,8 @@
 import { InvariantError, invariant } from '../invariant.ts';
 import type { MemRegion } from '../memory/region.ts';
 import { err, ok, type Result } from '../result.ts';
-import type { CodecError, RingCodec, RingTypes } from './codec.ts';
-import { SharedRing, sharedRingInit, type RingError } from './sring.ts';
+import { type CodecError, type EntryEncoder, type FlatCodec, type RingCodec, type RingTypes } from './codec.ts';
+import { PrivateSlots, SharedRing, sharedRingInit, type PrivateSlot, type RingError } from './sring.ts';
 import { idxAdd, idxSub, notifyNeeded, type RingIdx } from './u32.ts';
 
 // On the data path, invariants are checked with a plain `if` so that their
@@ -30,9 +30,7 @@ export class FrontRing<Req, Rsp> {
   /** The last rsp_prod read and found plausible: responses before it may be copied. */
   private rspProdSeen: RingIdx;
   /** Private slot buffers by size: every entry is encoded and decoded here, never in shared memory. */
-  private readonly reqBuf: Uint8Array;
-  private readonly rspBuf: Uint8Array;
-  private readonly otherBufs = new Map<number, Uint8Array>();
+  private readonly slots: PrivateSlots;
 
   private constructor(
     region: MemRegion,
@@ -44,8 +42,7 @@ export class FrontRing<Req, Rsp> {
       `${types.name}: entries of ${types.entryBytes} bytes cannot hold the request/response`,
     );
     this.sring = new SharedRing(region, types.entryBytes);
-    this.reqBuf = new Uint8Array(types.request.SIZE);
-    this.rspBuf = new Uint8Array(types.response.SIZE);
+    this.slots = new PrivateSlots(types.entryBytes, types.request.SIZE, types.response.SIZE);
     this.reqProdPvtIdx = start;
     this.rspConsIdx = start;
     this.reqProdPushed = start;
@@ -107,17 +104,43 @@ export class FrontRing<Req, Rsp> {
    * is encoded privately and copied into the slot in one piece. Filling a full
    * ring is a bug in the caller (it must check freeRequests) and throws.
    */
-  putRequestWith<T>(codec: RingCodec<T>, v: T): RingIdx {
-    if (codec.SIZE > this.sring.entryBytes) {
-      throw new InvariantError(`${codec.name} (${codec.SIZE} B) does not fit a ${this.sring.entryBytes}-byte slot`);
+  putRequestWith<T>(codec: EntryEncoder<T>, v: T): RingIdx {
+    const slot = this.nextRequestSlot(codec);
+    codec.encode(slot.bytes, 0, v);
+    return this.publishRequestSlot(slot);
+  }
+
+  /**
+   * [putRequestFrom codec v] is putRequestWith for a flat codec: v (a struct
+   * made by codec.create() and refilled per request) is encoded as words into
+   * the private slot and copied into the ring slot in one piece, allocating
+   * nothing. Only the words that make up this entry are copied (a blkif
+   * request's used segments, as blkfront fills them; see
+   * FlatCodec.encodeWords). This is the data-path method for frontends, with
+   * BLKIF_RING_FLAT / NETIF_*_RING_FLAT codecs.
+   */
+  putRequestFrom<T>(codec: FlatCodec<T>, v: T): RingIdx {
+    const slot = this.nextRequestSlot(codec);
+    const words = codec.encodeWords(slot.words, v);
+    return this.publishRequestSlot(slot, words * 4);
+  }
+
+  /** The private buffer for a request of codec.SIZE bytes at reqProdPvt, after the checks. */
+  private nextRequestSlot(codec: { readonly name: string; readonly SIZE: number }): PrivateSlot {
+    const size = codec.SIZE;
+    if (size > this.sring.entryBytes) {
+      throw new InvariantError(`${codec.name} (${size} B) does not fit a ${this.sring.entryBytes}-byte slot`);
     }
     if (this.freeRequests() === 0) {
       throw new InvariantError(`${this.types.name}: request ring is full (req_prod_pvt ${this.reqProdPvtIdx}, rsp_cons ${this.rspConsIdx})`);
     }
+    return this.slots.get(size);
+  }
+
+  /** Copies the encoded private slot into the ring at reqProdPvt (still unpublished), then ++. */
+  private publishRequestSlot(slot: PrivateSlot, size: number = slot.bytes.length): RingIdx {
     const i = this.reqProdPvtIdx;
-    const priv = this.privateBuffer(codec.SIZE);
-    codec.encode(priv, 0, v);
-    this.sring.region.copyIn(this.sring.slotOffset(i), priv);
+    this.sring.copySlotIn(i, slot, size);
     this.reqProdPvtIdx = idxAdd(i, 1);
     return i;
   }
@@ -135,7 +158,10 @@ export class FrontRing<Req, Rsp> {
    * newly published requests (req_event in (old, new]).
    */
   pushRequestsAndCheckNotify(): boolean {
-    const oldProd = this.sring.loadReqProd();
+    // ring.h reads the old req_prod back from the shared page; we are its only
+    // writer, so our record of the last push is the same value, without an
+    // atomic load (and a backend scribbling on req_prod cannot skew it).
+    const oldProd = this.reqProdPushed;
     const newProd = this.reqProdPvtIdx;
     // Release store: back sees requests /before/ updated producer index.
     this.sring.storeReqProd(newProd);
@@ -208,28 +234,34 @@ export class FrontRing<Req, Rsp> {
    * the last hasUnconsumedResponses/finalCheckForResponses may be copied.
    */
   copyResponseWith<T>(codec: RingCodec<T>): Result<T, CodecError> {
-    if (codec.SIZE > this.sring.entryBytes) {
-      throw new InvariantError(`${codec.name} (${codec.SIZE} B) does not fit a ${this.sring.entryBytes}-byte slot`);
+    return codec.decode(this.copyResponseOut(codec).bytes, 0);
+  }
+
+  /**
+   * [copyResponseInto codec out] is copyResponseWith without allocation: the
+   * slot at rspCons is copied out once into the private buffer, rspCons
+   * advances, and the private copy is decoded into `out` (a struct made by
+   * codec.create() and reused; it holds the response until the next call).
+   * This is the data-path method for frontends, with BLKIF_RING_FLAT /
+   * NETIF_*_RING_FLAT codecs. The slot is consumed even when decoding fails.
+   */
+  copyResponseInto<T>(codec: FlatCodec<T>, out: T): Result<void, CodecError> {
+    return codec.decodeWords(this.copyResponseOut(codec).words, out);
+  }
+
+  /** RING_COPY_RESPONSE: the slot at rspCons, codec.SIZE bytes, copied once into a private buffer; rspCons++. */
+  private copyResponseOut(codec: { readonly name: string; readonly SIZE: number }): PrivateSlot {
+    const size = codec.SIZE;
+    if (size > this.sring.entryBytes) {
+      throw new InvariantError(`${codec.name} (${size} B) does not fit a ${this.sring.entryBytes}-byte slot`);
     }
     const i = this.rspConsIdx;
     if (idxSub(this.rspProdSeen, i) === 0) {
       throw new InvariantError(`${this.types.name}: no response seen at ${i} (rsp_prod seen ${this.rspProdSeen})`);
     }
-    const priv = this.privateBuffer(codec.SIZE);
-    this.sring.region.copyOut(this.sring.slotOffset(i), priv);
+    const slot = this.slots.get(size);
+    this.sring.copySlotOut(i, slot);
     this.rspConsIdx = idxAdd(i, 1);
-    return codec.decode(priv, 0);
-  }
-
-  /** A private buffer of exactly size bytes (one per size, reused), so copies need no views. */
-  private privateBuffer(size: number): Uint8Array {
-    if (size === this.reqBuf.length) return this.reqBuf;
-    if (size === this.rspBuf.length) return this.rspBuf;
-    let b = this.otherBufs.get(size);
-    if (b === undefined) {
-      b = new Uint8Array(size);
-      this.otherBufs.set(size, b);
-    }
-    return b;
+    return slot;
   }
 }

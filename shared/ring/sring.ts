@@ -15,8 +15,8 @@
  */
 import { SRING, SRING_INIT_EVENT, XENBUS_MAX_RING_GRANTS, ringSize } from '../abi/ring.ts';
 import { invariant } from '../invariant.ts';
-import type { MemRegion } from '../memory/region.ts';
-import { idxAdd, idxSlot, type RingIdx } from './u32.ts';
+import { hasWordCopies, type MemRegion, type WordCopyRegion } from '../memory/region.ts';
+import { idxAdd, type RingIdx } from './u32.ts';
 
 /**
  * A hostile (or broken) peer published an impossible producer index. The
@@ -70,6 +70,8 @@ export class SharedRing {
   /** [size] is RING_SIZE: the number of slots, a power of two. */
   readonly size: number;
   private readonly mask: number;
+  /** The region again when it has word copies (slot copies then skip a byte-view lookup), else null. */
+  private readonly wordRegion: WordCopyRegion | null;
 
   constructor(
     readonly region: MemRegion,
@@ -84,11 +86,37 @@ export class SharedRing {
     );
     this.size = ringSize(region.byteLength, entryBytes);
     this.mask = this.size - 1;
+    // Slots start 4-aligned (64 + a multiple of entryBytes, itself a multiple of 4 for every ring).
+    this.wordRegion = hasWordCopies(region) && entryBytes % 4 === 0 ? region : null;
   }
 
   /** [slotOffset i] is the region offset of the entry for index i (RING_GET_REQUEST/RESPONSE). */
   slotOffset(i: RingIdx): number {
-    return SRING.ring + idxSlot(i, this.size) * this.entryBytes;
+    return SRING.ring + (i & this.mask) * this.entryBytes;
+  }
+
+  /**
+   * [copySlotOut i slot] copies the entry for index i, slot.bytes.length
+   * bytes, into the private slot in one piece: the one read of those shared
+   * bytes (RING_COPY_REQUEST / RING_COPY_RESPONSE).
+   */
+  copySlotOut(i: RingIdx, slot: PrivateSlot): void {
+    const off = SRING.ring + (i & this.mask) * this.entryBytes;
+    const size = slot.bytes.length;
+    const wr = this.wordRegion;
+    if (wr !== null && (size & 3) === 0) wr.copyOutWords(off, slot.words, 0, size >>> 2);
+    else this.region.copyOut(off, slot.bytes);
+  }
+
+  /**
+   * [copySlotIn i slot size] copies the first size bytes of the private slot
+   * into the entry for index i, in one piece.
+   */
+  copySlotIn(i: RingIdx, slot: PrivateSlot, size: number = slot.bytes.length): void {
+    const off = SRING.ring + (i & this.mask) * this.entryBytes;
+    const wr = this.wordRegion;
+    if (wr !== null && (size & 3) === 0) wr.copyInWords(off, slot.words, 0, size >>> 2);
+    else this.region.copyIn(off, slot.bytes, 0, size);
   }
 
   /** [slotOf i] is the slot number of index i. */
@@ -104,4 +132,49 @@ export class SharedRing {
   storeRspProd(v: RingIdx): void { this.region.atomicStoreU32(SRING.rsp_prod, v); }
   loadRspEvent(): RingIdx { return this.region.atomicLoadU32(SRING.rsp_event) as RingIdx; }
   storeRspEvent(v: RingIdx): void { this.region.atomicStoreU32(SRING.rsp_event, v); }
+}
+
+/**
+ * [PrivateSlot] is one private copy of a ring entry: `bytes` (exactly the
+ * entry's size) and, over the same memory, `words` (little-endian 32-bit
+ * words, for the flat codecs). Only this end can reach it; the peer never
+ * sees it, so what is validated here cannot change under us (XSA-155).
+ */
+export interface PrivateSlot {
+  readonly bytes: Uint8Array;
+  readonly words: Int32Array;
+}
+
+/**
+ * [PrivateSlots maxSize requestSize responseSize] hands out one reused
+ * PrivateSlot per entry size (1..maxSize bytes); the ring's request and
+ * response sizes are found without a lookup.
+ */
+export class PrivateSlots {
+  private readonly bySize: (PrivateSlot | undefined)[];
+  private readonly req: PrivateSlot;
+  private readonly rsp: PrivateSlot;
+
+  constructor(maxSize: number, requestSize: number, responseSize: number) {
+    this.bySize = new Array<PrivateSlot | undefined>(maxSize + 1).fill(undefined);
+    this.req = this.make(requestSize);
+    this.rsp = this.make(responseSize);
+  }
+
+  /** [get size] is the slot buffer for entries of size bytes (size ≤ maxSize, checked by the caller). */
+  get(size: number): PrivateSlot {
+    if (size === this.req.bytes.length) return this.req;
+    if (size === this.rsp.bytes.length) return this.rsp;
+    return this.make(size);
+  }
+
+  private make(size: number): PrivateSlot {
+    let s = this.bySize[size];
+    if (s === undefined) {
+      const buf = new ArrayBuffer((size + 3) & ~3);
+      s = { bytes: new Uint8Array(buf, 0, size), words: new Int32Array(buf) };
+      this.bySize[size] = s;
+    }
+    return s;
+  }
 }

@@ -35,10 +35,13 @@ async function run(cfg: RingRunConfig, deadlineMs: number): Promise<[RingRunRepo
   sharedRingInit(ringRegion(mem, cfg), cfg.start as RingIdx);
   bellRegion(mem, cfg).fill(0, 4096, 0);
   const data = { sab: mem.sab, pageSize: mem.pageSize, cfg };
+  // Both ends wait at a start barrier in the bell page (see ring-workers-entry.ts),
+  // so a sleep that times out can only be a lost wake-up, never a slow start.
   // Listeners are attached right after spawning, before anything is awaited.
-  const back = spawnTsWorker(new URL('../helpers/ring-back.ts', import.meta.url), data);
+  const entry = new URL('./ring-workers-entry.ts', import.meta.url);
+  const back = spawnTsWorker(entry, { ...data, role: 'back' });
   const backDone = outcome(back, 'back', deadlineMs);
-  const front = spawnTsWorker(new URL('../helpers/ring-front.ts', import.meta.url), data);
+  const front = spawnTsWorker(entry, { ...data, role: 'front' });
   const frontDone = outcome(front, 'front', deadlineMs);
   try {
     return await Promise.all([frontDone, backDone]);

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import fc from 'fast-check';
 import { MachineMemory } from '../../../shared/memory/machine-memory.ts';
 import { asMfn, type MachineAddr } from '../../../shared/types.ts';
 
@@ -57,5 +58,81 @@ describe('MachineMemory', () => {
     m.setU32(A(last + 4092), 0xdeadbeef);
     expect(m.getU32(A(last + 4092))).to.equal(0xdeadbeef);
     expect(m.atomicLoad32(A(last + 4092)) >>> 0).to.equal(0xdeadbeef);
+  });
+  it('copies small ranges in and out exactly, whatever the alignment, offsets and lengths (property)', () => {
+    const m = MachineMemory.create({ memBytes: 16 << 20, pageSize: 4096 });
+    const pattern = Uint8Array.from({ length: 8192 }, (_, i) => (i * 7 + 3) & 0xff);
+    m.copyIn(A(0x10000), pattern);
+    // Private buffers of several sizes and byte offsets (some 4-aligned in their buffer, some not),
+    // more of them than the word-view cache holds.
+    const backing = new ArrayBuffer(4096);
+    const bufs = [0, 1, 2, 4, 8, 12, 64, 100, 128, 131].map((o) => new Uint8Array(backing, o, 300));
+    bufs.push(new Uint8Array(16), new Uint8Array(112), new Uint8Array(5));
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: bufs.length - 1 }), fc.integer({ min: 0, max: 4000 }), fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 300 }), (b, src, off, n) => {
+        const into = bufs[b] as Uint8Array;
+        const len = Math.min(n, into.length - Math.min(off, into.length));
+        const at = Math.min(off, into.length - len);
+        const shadow = Uint8Array.from(into);
+        m.copyOut(A(0x10000 + src), into, at, len);
+        shadow.set(pattern.subarray(src, src + len), at);
+        expect(Buffer.compare(into, shadow), 'copyOut').to.equal(0);
+        // …and back in at another place, compared with a byte-wise reference.
+        into.fill(0x5c, at, at + len);
+        m.copyIn(A(0x20000 + src), into, at, len);
+        const back = new Uint8Array(len);
+        m.copyOut(A(0x20000 + src), back);
+        expect(back.every((x) => x === 0x5c), 'copyIn').to.equal(true);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('never copies out of bounds on either side, and never silently into a buffer that was taken away', () => {
+    const m = MachineMemory.create({ memBytes: 16 << 20, pageSize: 4096 });
+    const buf = new Uint8Array(16);
+    expect(() => m.copyOut(A(m.byteLength - 8), buf)).to.throw(RangeError, /outside memory/);
+    expect(() => m.copyOut(A(0), buf, 8, 12)).to.throw(RangeError, /outside the buffer/);
+    expect(() => m.copyIn(A(0), buf, 4, 16)).to.throw(RangeError, /outside the buffer/);
+    expect(() => m.copyIn(A(0), buf, -4, 4)).to.throw(RangeError, /outside the buffer/);
+    m.copyOut(A(0), buf); // the view is cached now
+    structuredClone(buf.buffer, { transfer: [buf.buffer] }); // detaches buf
+    expect(() => m.copyOut(A(0), buf, 0, 16)).to.throw(RangeError, /outside the buffer/);
+  });
+
+  it('moves 32-bit words between machine memory and a private Int32Array, checked on both sides', () => {
+    const m = MachineMemory.create({ memBytes: 16 << 20, pageSize: 4096 });
+    const w = Int32Array.from([1, -2, 0x7fffffff, -0x80000000, 5]);
+    m.copyInWords(A(0x3000), w, 1, 3);
+    expect([m.getI32(A(0x3000)), m.getI32(A(0x3004)), m.getI32(A(0x3008))]).to.deep.equal([-2, 0x7fffffff, -0x80000000]);
+    const into = new Int32Array(6);
+    m.copyOutWords(A(0x3000), into, 2, 3);
+    expect([...into]).to.deep.equal([0, 0, -2, 0x7fffffff, -0x80000000, 0]);
+    m.copyOutWords(A(0x3000), into, 0, 0);
+    expect(() => m.copyOutWords(A(0x3002), into, 0, 1)).to.throw(RangeError, /aligned/);
+    expect(() => m.copyOutWords(A(0x3000), into, 4, 3)).to.throw(RangeError, /private buffer/);
+    expect(() => m.copyInWords(A(0x3000), w, -1, 2)).to.throw(RangeError, /private buffer/);
+    expect(() => m.copyInWords(A(0x3000), w, 0, 1.5)).to.throw(RangeError, /private buffer/);
+    expect(() => m.copyInWords(A(m.byteLength - 4), w, 0, 2)).to.throw(RangeError, /outside memory/);
+  });
+
+  it('keeps word copies and atomics exact at the top of a 4 GiB machine (addresses beyond 2^31)', function () {
+    this.timeout(30000);
+    const m = MachineMemory.create({ memBytes: 4 * 1024 ** 3, pageSize: 4096 });
+    const hi = A(4 * 1024 ** 3 - 4096 + 64);
+    const w = Int32Array.from([11, 22, 33, 44]);
+    m.copyInWords(hi, w, 0, 4);
+    expect(m.getU32(A(hi + 12))).to.equal(44);
+    expect(m.getU32(A(hi - 2 * 1024 ** 3)), 'nothing wrapped below 2 GiB').to.equal(0);
+    const bytes = new Uint8Array(16);
+    m.copyOut(hi, bytes);
+    expect(bytes[4]).to.equal(22);
+    const words = new Int32Array(4);
+    m.copyOutWords(hi, words, 0, 4);
+    expect([...words]).to.deep.equal([11, 22, 33, 44]);
+    m.atomicStore32(A(hi + 16), 77);
+    expect(m.atomicLoad32(A(hi + 16))).to.equal(77);
+    expect(m.atomicLoad16(A(hi + 16))).to.equal(77);
+    expect(m.atomicLoad32(A(hi + 16 - 2 * 1024 ** 3))).to.equal(0);
   });
 });

@@ -13,7 +13,15 @@ import { MachineMemory } from '../../../shared/memory/machine-memory.ts';
 import { machineRegion, type MemRegion } from '../../../shared/memory/region.ts';
 import { unwrap } from '../../../shared/result.ts';
 import { BackRing } from '../../../shared/ring/back-ring.ts';
-import { BLKIF_RING, blkifRequestCodec, type BlkifRequestDirect } from '../../../shared/ring/codec.ts';
+import {
+  BLKIF_RING,
+  BLKIF_RING_FLAT,
+  blkifId,
+  blkifRequestCodec,
+  blkifRequestFlatCodec,
+  blkifResponseFlatCodec,
+  type BlkifRequestDirect,
+} from '../../../shared/ring/codec.ts';
 import { FrontRing } from '../../../shared/ring/front-ring.ts';
 import { sharedRingInit } from '../../../shared/ring/sring.ts';
 import type { RingIdx } from '../../../shared/ring/u32.ts';
@@ -56,6 +64,12 @@ class CountingRegion implements MemRegion {
     this.inner.copyOut(o, into, intoOff, len);
   }
   copyIn(o: number, from: Uint8Array, fromOff?: number, len?: number): void { this.inner.copyIn(o, from, fromOff, len); }
+  // The word copies the rings use on the fast path count as copies too.
+  copyOutWords(o: number, into: Int32Array, at: number, words: number): void {
+    if (this.hit(o, words * 4)) this.copyOuts++;
+    (this.inner as Required<MemRegion>).copyOutWords(o, into, at, words);
+  }
+  copyInWords(o: number, from: Int32Array, at: number, words: number): void { (this.inner as Required<MemRegion>).copyInWords(o, from, at, words); }
   fill(o: number, len: number, byte?: number): void { this.inner.fill(o, len, byte); }
   wait32(o: number, e: number, t: number): WaitResult { return this.inner.wait32(o, e, t); }
   notify32(o: number, c?: number): number { return this.inner.notify32(o, c); }
@@ -246,5 +260,79 @@ describe('rings facing a hostile peer', () => {
     front.pushRequests();
     expect(unwrap(back.unconsumedRequests())).to.equal(1);
     expect(unwrap(back.copyRequest())).to.deep.equal(write3(42n));
+  });
+  it('copies a request slot out exactly once on the fast path too, and the guest cannot change the private copy after (XSA-155)', () => {
+    const inner = freshRegion();
+    const front = FrontRing.init(inner, BLKIF_RING);
+    front.putRequest(write3(77n));
+    front.pushRequests();
+    const counting = new CountingRegion(inner);
+    const back = BackRing.init(counting, BLKIF_RING_FLAT);
+    counting.watch = [SRING.ring, SRING.ring + BLKIF_REQUEST.SIZE];
+    unwrap(back.unconsumedRequests());
+    const q = blkifRequestFlatCodec.create();
+    expect(back.copyRequestInto(blkifRequestFlatCodec, q).ok).to.equal(true);
+    expect(counting.copyOuts).to.equal(1);
+    expect(counting.scalarReads).to.equal(0);
+    const before = { nr: q.nrSegments, grefs: [...q.segGref], id: blkifId(q), sector: q.sectorNumber };
+    // The guest rewrites everything a backend would validate.
+    inner.setU8(SRING.ring + BLKIF_REQUEST.nr_segments, 11);
+    inner.setU64(SRING.ring + BLKIF_REQUEST.id, 0xffffn);
+    inner.setU64(SRING.ring + BLKIF_REQUEST.sector_number, 0xffff_ffff_ffffn);
+    inner.setU32(SRING.ring + BLKIF_REQUEST.seg + BLKIF_REQUEST_SEGMENT.gref, 0xdead);
+    expect({ nr: q.nrSegments, grefs: [...q.segGref], id: blkifId(q), sector: q.sectorNumber }).to.deep.equal(before);
+    expect([before.nr, before.id, before.grefs.slice(0, 3)]).to.deep.equal([3, 77n, [10, 11, 12]]);
+  });
+
+  it('copies a response slot out once on the fast path, so a backend cannot change it after the check', () => {
+    const inner = freshRegion();
+    const counting = new CountingRegion(inner);
+    const front = FrontRing.init(counting, BLKIF_RING_FLAT);
+    const back = BackRing.init(inner, BLKIF_RING);
+    front.putRequestWith(blkifRequestCodec, write3(3n));
+    front.pushRequests();
+    unwrap(back.unconsumedRequests());
+    unwrap(back.copyRequest());
+    back.putResponse({ id: 3n, operation: 1, status: 0 });
+    back.pushResponses();
+    counting.watch = [SRING.ring, SRING.ring + 16];
+    unwrap(front.hasUnconsumedResponses());
+    const rsp = blkifResponseFlatCodec.create();
+    front.copyResponseInto(blkifResponseFlatCodec, rsp);
+    inner.setU64(SRING.ring, 999n);
+    expect(blkifId(rsp)).to.equal(3n);
+    expect(counting.copyOuts).to.equal(1);
+    expect(counting.scalarReads).to.equal(0);
+  });
+
+  it('never throws on any slot content on the fast path, gives the object path\'s verdict, and stays usable (fuzz)', () => {
+    const r = freshRegion();
+    const front = FrontRing.init(r, BLKIF_RING);
+    const back = BackRing.init(r, BLKIF_RING_FLAT);
+    const q = blkifRequestFlatCodec.create();
+    const rsp = blkifResponseFlatCodec.create();
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: BLKIF_REQUEST.SIZE, maxLength: BLKIF_REQUEST.SIZE }), (bytes) => {
+        const off = front.requestSlot();
+        front.putRequest(write3(0n));
+        r.copyIn(off, bytes); // the guest scribbles over its slot before publishing
+        front.pushRequests();
+        unwrap(back.unconsumedRequests());
+        const res = back.copyRequestInto(blkifRequestFlatCodec, q);
+        const want = blkifRequestCodec.decode(bytes, 0);
+        expect(res.ok).to.equal(want.ok);
+        if (!res.ok && !want.ok) expect(res.error).to.deep.equal(want.error);
+        back.putResponseFrom(blkifResponseFlatCodec, Object.assign(rsp, { idLo: q.idLo, idHi: q.idHi, operation: q.operation, status: -1 }));
+        back.pushResponses();
+        unwrap(front.hasUnconsumedResponses());
+        expect(unwrap(front.copyResponse()).status).to.equal(-1);
+      }),
+      { numRuns: 1000 },
+    );
+    front.putRequest(write3(42n));
+    front.pushRequests();
+    expect(unwrap(back.unconsumedRequests())).to.equal(1);
+    expect(back.copyRequestInto(blkifRequestFlatCodec, q).ok).to.equal(true);
+    expect(blkifId(q)).to.equal(42n);
   });
 });

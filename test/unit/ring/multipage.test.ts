@@ -8,9 +8,12 @@ import { unwrap } from '../../../shared/result.ts';
 import { BackRing } from '../../../shared/ring/back-ring.ts';
 import {
   BLKIF_RING,
+  BLKIF_RING_FLAT,
   NETIF_RX_RING,
   NETIF_TX_RING,
   XEN_NETIF_CTRL_RING,
+  blkifId,
+  setBlkifId,
   type BlkifRequestDirect,
   type BlkifSegment,
   type RingTypes,
@@ -87,6 +90,65 @@ describe('multi-page rings (ring-page-order 0..4)', () => {
         for (let i = 0; i < size; i++) expect(unwrap(front.copyResponse()).id).to.equal(request(done++).id);
       }
       expect(idxSub(front.rspCons, start as RingIdx)).to.equal(2 * size);
+    });
+  }
+});
+
+describe('multi-page rings on the allocation-free path', () => {
+  const { request: REQ, response: RSP } = BLKIF_RING_FLAT;
+  for (const order of [0, 2, 4]) {
+    it(`carries requests of 0..11 segments through every slot of a ${1 << order}-page ring over scattered frames, straddling slots split word by word`, () => {
+      const pages = 1 << order;
+      const r = scattered(pages, 600 + order * 40);
+      const start = 0xffff_ffff - 70;
+      sharedRingInit(r, start as RingIdx);
+      const front = FrontRing.attach(r, BLKIF_RING_FLAT, start as RingIdx);
+      const back = BackRing.attach(r, BLKIF_RING_FLAT, start as RingIdx);
+      const out = REQ.create();
+      const got = REQ.create();
+      const rsp = RSP.create();
+      /** Request k: segment count varies so that short requests land on slots that held long ones. */
+      const fill = (k: number): void => {
+        const want = request(k);
+        out.operation = want.operation;
+        out.handle = want.handle;
+        setBlkifId(out, want.id);
+        out.sectorNumber = want.sectorNumber;
+        out.nrSegments = (k * 7) % 12;
+        want.seg.forEach((sg, i) => {
+          out.segGref[i] = sg.gref;
+          out.segFirstSect[i] = sg.firstSect;
+          out.segLastSect[i] = sg.lastSect;
+        });
+      };
+      let k = 0;
+      let done = 0;
+      for (let lap = 0; lap < 3; lap++) {
+        while (front.freeRequests() > 0) {
+          fill(k++);
+          front.putRequestFrom(REQ, out);
+        }
+        front.pushRequests();
+        const n = unwrap(back.unconsumedRequests());
+        expect(n).to.equal(front.size);
+        for (let i = 0; i < n; i++) {
+          expect(back.copyRequestInto(REQ, got).ok).to.equal(true);
+          const want = request(done + i);
+          const nr = ((done + i) * 7) % 12;
+          expect(got.nrSegments).to.equal(nr);
+          expect(blkifId(got)).to.equal(want.id);
+          expect([...got.segGref.subarray(0, nr)]).to.deep.equal(want.seg.slice(0, nr).map((sg) => sg.gref));
+          expect([...got.segFirstSect.subarray(0, nr)]).to.deep.equal(want.seg.slice(0, nr).map((sg) => sg.firstSect));
+          back.putResponseFrom(RSP, Object.assign(rsp, { idLo: got.idLo, idHi: got.idHi, operation: got.operation, status: 0 }));
+        }
+        back.pushResponses();
+        expect(unwrap(front.hasUnconsumedResponses())).to.equal(n);
+        for (let i = 0; i < n; i++) {
+          front.copyResponseInto(RSP, rsp);
+          expect(blkifId(rsp)).to.equal(request(done++).id);
+        }
+      }
+      expect(idxSub(front.rspCons, start as RingIdx)).to.equal(3 * front.size);
     });
   }
 });
