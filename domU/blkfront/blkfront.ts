@@ -59,7 +59,11 @@ export interface BlkfrontOptions {
   readonly persistent?: boolean;
   /** BlockDevice.maxRequestBytes: larger I/Os are refused, smaller ones split (default 4 MiB). */
   readonly maxRequestBytes?: number;
-  /** Counters of another component (blkback, in one-thread runs) summed into counters(). */
+  /**
+   * Counters of another component (blkback's snapshot, when it is reachable) merged into
+   * counters(): hypercalls and notifications are summed (both ends pay them); any other
+   * name the frontend also keeps appears as backend_<name>; the rest as they are.
+   */
   readonly extraCounters?: () => DeviceCounters;
   readonly log?: (line: string) => void;
 }
@@ -91,6 +95,9 @@ const FRONT_COUNTERS = [
   'requeued', 'io_completed', 'io_errors', 'bounce_bytes', 'resumes', 'features_cleared',
 ] as const;
 type FrontCounterName = (typeof FRONT_COUNTERS)[number];
+
+/** Counters whose front and back values are both costs of the same I/O: summed in counters(). */
+const SUMMED_COUNTERS: ReadonlySet<string> = new Set(['hypercalls', 'notifications_sent', 'notifications_received']);
 
 function vbdError(): Promise<IoStatus> { return Promise.resolve('error'); }
 
@@ -456,7 +463,14 @@ export class Blkfront implements BlockDevice {
     for (const q of this.queues) pg += (q.data?.persistent === true ? q.data.size : 0) + (q.ind?.persistent === true ? q.ind.size : 0);
     out.persistent_pool_pages = pg;
     const extra = this.opts.extraCounters?.();
-    if (extra) for (const [name, v] of Object.entries(extra)) out[name] = (out[name] ?? 0) + v;
+    if (extra) {
+      for (const [name, v] of Object.entries(extra)) {
+        // Costs both ends pay add up; a count both ends keep of the same thing (ring_requests) is shown apart.
+        if (!(name in out)) out[name] = v;
+        else if (SUMMED_COUNTERS.has(name)) out[name] = (out[name] ?? 0) + v;
+        else out[`backend_${name}`] = v;
+      }
+    }
     return out;
   }
 

@@ -103,4 +103,20 @@ describe('blkfront ⇄ blkback handshake and read-your-writes (one thread)', fun
     expect(await w.within(dev.read(0, b), 'read')).to.equal('ok');
     expect(b.every((x) => x === 0x42)).to.equal(true);
   });
+
+  it('shows blkback\'s counters in the device\'s when given them: costs summed, shared counts apart', async () => {
+    w = await BlkWorld.create();
+    const peer: { counters?: () => Record<string, number> } = {};
+    const g = await w.addGuest(1, { maxQueues: 1, extraCounters: () => peer.counters?.() ?? {} });
+    const dev = await w.addDisk(g, XVDA);
+    peer.counters = () => ({ ...w.backDevice(1)!.snapshot() });
+    await verifiedJob(w, dev, { size: 256 << 10 }, 1);
+    const c = dev.counters();
+    const b = w.backDevice(1)!.snapshot();
+    expect(c.backend_ring_requests).to.equal(b.ring_requests);
+    expect(c.ring_requests).to.equal(b.ring_requests);
+    expect(c.persistent_hits).to.equal(b.persistent_hits);
+    expect(c.notifications_sent).to.be.greaterThan(b.notifications_sent); // the frontend's own sends are added
+    expect(c.hypercalls).to.be.at.least(b.hypercalls);
+  });
 });
