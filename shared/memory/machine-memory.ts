@@ -230,23 +230,45 @@ export class MachineMemory {
    * as memmove does.
    */
   copyOutWords(src: MachineAddr, into: Int32Array, intoWord: number, words: number): void {
-    this.check(src, words * 4);
-    this.checkWords(src, into, intoWord, words);
-    copyWords(into, intoWord, this.i32, this.wordIndex(src), words);
+    // One flat function (checks and loop inline): it sits under three layers
+    // on the rings' data path, where the JIT's inlining budget runs out.
+    // SAFETY: both sides bounds-checked (typed arrays drop out-of-range
+    // element writes silently), src 4-aligned, words a whole count.
+    if (!(src >= 0 && (src & 3) === 0 && words >= 0 && (words | 0) === words && src + words * 4 <= this.byteLength && intoWord >= 0 && intoWord + words <= into.length)) {
+      this.wordCopyFault(src, into, intoWord, words);
+    }
+    const m = this.i32;
+    const s = this.u32Addrs ? src >>> 2 : src / 4;
+    let k = 0;
+    for (; k + 4 <= words; k += 4) {
+      into[intoWord + k] = m[s + k] as number;
+      into[intoWord + k + 1] = m[s + k + 1] as number;
+      into[intoWord + k + 2] = m[s + k + 2] as number;
+      into[intoWord + k + 3] = m[s + k + 3] as number;
+    }
+    for (; k < words; k++) into[intoWord + k] = m[s + k] as number;
   }
   /** [copyInWords dst from fromWord words] copies words from a private Int32Array to the 4-aligned dst. */
   copyInWords(dst: MachineAddr, from: Int32Array, fromWord: number, words: number): void {
-    this.check(dst, words * 4);
-    this.checkWords(dst, from, fromWord, words);
-    copyWords(this.i32, this.wordIndex(dst), from, fromWord, words);
-  }
-  private checkWords(a: number, w: Int32Array, at: number, words: number): void {
-    // SAFETY: typed arrays drop out-of-range element writes silently, so the
-    // private side is bounds-checked here as the machine side is in check().
-    if ((a & 3) !== 0) throw new RangeError(`word copy at ${a.toString(16)} is not 4-byte aligned`);
-    if (!(at >= 0 && words >= 0 && (words | 0) === words && at + words <= w.length)) {
-      throw new RangeError(`word copy of ${words} words at ${at} is outside the ${w.length}-word private buffer`);
+    if (!(dst >= 0 && (dst & 3) === 0 && words >= 0 && (words | 0) === words && dst + words * 4 <= this.byteLength && fromWord >= 0 && fromWord + words <= from.length)) {
+      this.wordCopyFault(dst, from, fromWord, words);
     }
+    const m = this.i32;
+    const d = this.u32Addrs ? dst >>> 2 : dst / 4;
+    let k = 0;
+    for (; k + 4 <= words; k += 4) {
+      m[d + k] = from[fromWord + k] as number;
+      m[d + k + 1] = from[fromWord + k + 1] as number;
+      m[d + k + 2] = from[fromWord + k + 2] as number;
+      m[d + k + 3] = from[fromWord + k + 3] as number;
+    }
+    for (; k < words; k++) m[d + k] = from[fromWord + k] as number;
+  }
+  /** Throws the RangeError a bad word copy deserves (kept out of line). */
+  private wordCopyFault(a: number, w: Int32Array, at: number, words: number): never {
+    this.check(a, words * 4);
+    if ((a & 3) !== 0) throw new RangeError(`word copy at ${a.toString(16)} is not 4-byte aligned`);
+    throw new RangeError(`word copy of ${words} words at ${at} is outside the ${w.length}-word private buffer`);
   }
 
   /** The 32-bit word index of a 4-aligned, bounds-checked machine address. */

@@ -171,13 +171,14 @@ export class PagedRegion implements MemRegion {
   }
   copyOutWords(off: number, into: Int32Array, intoWord: number, words: number): void {
     const len = words * 4;
-    this.checkRange(off, len);
     const mask = this.mask;
-    if ((off & mask) + len <= mask + 1) {
-      if (len === 0) return;
-      this.mem.copyOutWords((this.pageAddr(off >>> this.shift, false) + (off & mask)) as MachineAddr, into, intoWord, words);
+    if (off >= 0 && len > 0 && off + len <= this.byteLength && (off & mask) + len <= mask + 1) {
+      // Within one page (the common case, written flat for the JIT): one translate, one copy.
+      const base = this.base >= 0 ? this.base + (off & ~mask) : (this.translate(off >>> this.shift, false) as number);
+      this.mem.copyOutWords((base + (off & mask)) as MachineAddr, into, intoWord, words);
       return;
     }
+    this.checkRange(off, len);
     // Straddles pages (a 112-byte blkif slot in a multi-page ring may): page by
     // page; pages are 4 KiB multiples, so a 4-aligned range splits on words.
     let done = 0;
@@ -192,13 +193,13 @@ export class PagedRegion implements MemRegion {
   }
   copyInWords(off: number, from: Int32Array, fromWord: number, words: number): void {
     const len = words * 4;
-    this.checkRange(off, len);
     const mask = this.mask;
-    if ((off & mask) + len <= mask + 1) {
-      if (len === 0) return;
-      this.mem.copyInWords((this.pageAddr(off >>> this.shift, true) + (off & mask)) as MachineAddr, from, fromWord, words);
+    if (off >= 0 && len > 0 && off + len <= this.byteLength && (off & mask) + len <= mask + 1) {
+      const base = this.base >= 0 ? this.base + (off & ~mask) : (this.translate(off >>> this.shift, true) as number);
+      this.mem.copyInWords((base + (off & mask)) as MachineAddr, from, fromWord, words);
       return;
     }
+    this.checkRange(off, len);
     let done = 0;
     while (done < len) {
       const o = off + done;

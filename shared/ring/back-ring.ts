@@ -164,11 +164,24 @@ export class BackRing<Req, Rsp> {
    * decoding fails; answer it with an error status.
    */
   copyRequestInto<T>(codec: FlatCodec<T>, out: T): Result<void, CodecError> {
-    return codec.decodeWords(this.copyRequestOut(codec).words, out);
+    const slot = this.nextRequestToCopy(codec);
+    const i = this.reqConsIdx;
+    this.sring.copyEntryOut(i, slot, codec);
+    this.reqConsIdx = idxAdd(i, 1);
+    return codec.decodeWords(slot.words, out);
   }
 
   /** RING_COPY_REQUEST: the slot at reqCons, codec.SIZE bytes, copied ONCE into a private buffer; reqCons++. */
   private copyRequestOut(codec: { readonly name: string; readonly SIZE: number }): PrivateSlot {
+    const slot = this.nextRequestToCopy(codec);
+    const i = this.reqConsIdx;
+    this.sring.copySlotOut(i, slot);
+    this.reqConsIdx = idxAdd(i, 1);
+    return slot;
+  }
+
+  /** The private buffer for the entry at the consumer index, after the checks (nothing copied yet). */
+  private nextRequestToCopy(codec: { readonly name: string; readonly SIZE: number }): PrivateSlot {
     const size = codec.SIZE;
     if (size > this.sring.entryBytes) {
       throw new InvariantError(`${codec.name} (${size} B) does not fit a ${this.sring.entryBytes}-byte slot`);
@@ -180,10 +193,7 @@ export class BackRing<Req, Rsp> {
     if (this.requestConsOverflow(i)) {
       throw new InvariantError(`${this.types.name}: consuming request ${i} would overrun unanswered slots (rsp_prod_pvt ${this.rspProdPvtIdx})`);
     }
-    const slot = this.slots.get(size);
-    this.sring.copySlotOut(i, slot);
-    this.reqConsIdx = idxAdd(i, 1);
-    return slot;
+    return this.slots.get(size);
   }
 
   /** [responseSlot i] is the region offset of response i's slot (RING_GET_RESPONSE); i defaults to rspProdPvt. */

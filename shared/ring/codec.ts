@@ -132,25 +132,42 @@ export interface FlatCodec<T> extends RingCodec<T> {
    */
   encodeWords(w: Int32Array, v: T): number;
   /**
-   * Reads the words w[0, SIZE / 4) into out; never throws on any content. On
-   * failure the fields the error names are as read and the rest of out is
-   * unspecified (do not act on it).
+   * Reads the entry's words from w into out; never throws on any content. It
+   * reads only w[0, entryWords(w)). On failure the fields the error names are
+   * as read and the rest of out is unspecified (do not act on it).
    */
   decodeWords(w: Int32Array, out: T): Result<void, CodecError>;
+  /** Leading words that say how long the entry is (all SIZE / 4 for fixed-size entries). */
+  readonly PREFIX_WORDS: number;
+  /**
+   * [entryWords w] is how many leading words, PREFIX_WORDS ≤ n ≤ SIZE / 4,
+   * decodeWords reads, given the first PREFIX_WORDS words of the private copy
+   * (never throws). A ring copies the prefix, then only the rest of the
+   * entry: every shared byte is still read exactly once, and the length comes
+   * from the private copy, not from the slot (XSA-155).
+   */
+  entryWords(w: Int32Array): number;
 }
 
 /** The one success value of every decodeWords / copy…Into: nothing to allocate. */
 export const DECODED: Result<void, never> = Object.freeze(ok(undefined));
 
-/** What a flat codec defines; `flatCodec` derives the byte-level RingCodec half. */
-type FlatCodecSpec<T> = Omit<FlatCodec<T>, 'encode' | 'decode'>;
+/**
+ * What a flat codec defines; `flatCodec` derives the byte-level RingCodec
+ * half, and a fixed size (the whole entry is its prefix) when no entryWords.
+ */
+type FlatCodecSpec<T> = Omit<FlatCodec<T>, 'encode' | 'decode' | 'PREFIX_WORDS' | 'entryWords'> &
+  Partial<Pick<FlatCodec<T>, 'PREFIX_WORDS' | 'entryWords'>>;
 
 function flatCodec<T>(spec: FlatCodecSpec<T>): FlatCodec<T> {
   if (spec.SIZE % 4 !== 0) throw new RangeError(`${spec.name}: a flat codec needs a whole number of words, got ${spec.SIZE} bytes`);
+  const all = spec.SIZE / 4;
   // Scratch words for the byte-level methods (synchronous, so one per codec will do).
   const words = new Int32Array(spec.SIZE / 4);
   const bytes = new Uint8Array(words.buffer);
   return {
+    PREFIX_WORDS: all,
+    entryWords: () => all,
     ...spec,
     encode(b, off, v) {
       words.fill(0, spec.encodeWords(words, v));
@@ -615,6 +632,18 @@ export const blkifRequestFlatCodec: FlatCodec<BlkifRequestFlat> = flatCodec<Blki
       w[RQ_SEG + SEG_WORDS * i + 1] = (v.segFirstSect[i] as number) | ((v.segLastSect[i] as number) << 8);
     }
     return RQ_SEG + SEG_WORDS * nr; // the unused segments are not part of the entry
+  },
+  // The header and one segment: enough for the operation, nr_segments, and
+  // the whole of a discard request or a one-segment (4 KiB) direct request.
+  PREFIX_WORDS: RQ_SEG + SEG_WORDS,
+  entryWords(w) {
+    const w0 = w[0] as number;
+    const op = w0 & 0xff;
+    if (op === BLKIF_OP_INDIRECT) return BLKIF_REQUEST_INDIRECT.SIZE / 4;
+    if (!isDirectOp(op)) return RQ_SEG + SEG_WORDS; // discard, or an error decoded from the header
+    const nr = (w0 >>> 8) & 0xff;
+    // More than 11 is an error decoded from the header; its segments are never read.
+    return RQ_SEG + SEG_WORDS * (nr === 0 ? 1 : nr <= BLKIF_MAX_SEGMENTS_PER_REQUEST ? nr : 1);
   },
   decodeWords(w, q) {
     // operation and id sit at the same offsets in all three layouts, so every

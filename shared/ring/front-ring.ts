@@ -246,11 +246,24 @@ export class FrontRing<Req, Rsp> {
    * NETIF_*_RING_FLAT codecs. The slot is consumed even when decoding fails.
    */
   copyResponseInto<T>(codec: FlatCodec<T>, out: T): Result<void, CodecError> {
-    return codec.decodeWords(this.copyResponseOut(codec).words, out);
+    const slot = this.nextResponseToCopy(codec);
+    const i = this.rspConsIdx;
+    this.sring.copyEntryOut(i, slot, codec);
+    this.rspConsIdx = idxAdd(i, 1);
+    return codec.decodeWords(slot.words, out);
   }
 
   /** RING_COPY_RESPONSE: the slot at rspCons, codec.SIZE bytes, copied once into a private buffer; rspCons++. */
   private copyResponseOut(codec: { readonly name: string; readonly SIZE: number }): PrivateSlot {
+    const slot = this.nextResponseToCopy(codec);
+    const i = this.rspConsIdx;
+    this.sring.copySlotOut(i, slot);
+    this.rspConsIdx = idxAdd(i, 1);
+    return slot;
+  }
+
+  /** The private buffer for the entry at the consumer index, after the checks (nothing copied yet). */
+  private nextResponseToCopy(codec: { readonly name: string; readonly SIZE: number }): PrivateSlot {
     const size = codec.SIZE;
     if (size > this.sring.entryBytes) {
       throw new InvariantError(`${codec.name} (${size} B) does not fit a ${this.sring.entryBytes}-byte slot`);
@@ -259,9 +272,6 @@ export class FrontRing<Req, Rsp> {
     if (idxSub(this.rspProdSeen, i) === 0) {
       throw new InvariantError(`${this.types.name}: no response seen at ${i} (rsp_prod seen ${this.rspProdSeen})`);
     }
-    const slot = this.slots.get(size);
-    this.sring.copySlotOut(i, slot);
-    this.rspConsIdx = idxAdd(i, 1);
-    return slot;
+    return this.slots.get(size);
   }
 }

@@ -109,6 +109,27 @@ export class SharedRing {
   }
 
   /**
+   * [copyEntryOut i slot codec] is RING_COPY_* for a flat codec: the first
+   * codec.PREFIX_WORDS words of entry i into the private slot, then only the
+   * rest of the entry, as long as the *private* prefix says it is
+   * (codec.entryWords). Each shared byte is read once, and the length is not
+   * re-read from the slot (XSA-155).
+   */
+  copyEntryOut(i: RingIdx, slot: PrivateSlot, codec: { readonly PREFIX_WORDS: number; entryWords(w: Int32Array): number }): void {
+    const off = SRING.ring + (i & this.mask) * this.entryBytes;
+    const pre = codec.PREFIX_WORDS;
+    const wr = this.wordRegion;
+    if (wr !== null) wr.copyOutWords(off, slot.words, 0, pre);
+    else this.region.copyOut(off, slot.bytes, 0, pre * 4);
+    const n = codec.entryWords(slot.words);
+    const end = n <= slot.words.length ? n : slot.words.length;
+    if (end > pre) {
+      if (wr !== null) wr.copyOutWords(off + pre * 4, slot.words, pre, end - pre);
+      else this.region.copyOut(off + pre * 4, slot.bytes, pre * 4, (end - pre) * 4);
+    }
+  }
+
+  /**
    * [copySlotIn i slot size] copies the first size bytes of the private slot
    * into the entry for index i, in one piece.
    */

@@ -204,6 +204,39 @@ describe('flat ring entry codecs (the allocation-free data path)', () => {
     expect([...kinds].sort()).to.deep.equal(['ok', 'too-many-segments', 'unknown-operation', 'value-out-of-range']);
   });
 
+  it('read only the words entryWords names, so a ring may copy just those (property)', () => {
+    const a = blkifRequestFlatCodec.create();
+    const b = blkifRequestFlatCodec.create();
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: BLKIF_REQUEST.SIZE, maxLength: BLKIF_REQUEST.SIZE }),
+        fc.integer({ min: 0, max: 12 }),
+        fc.constantFrom(BLKIF_OP_READ, BLKIF_OP_WRITE, BLKIF_OP_DISCARD, BLKIF_OP_INDIRECT, 4, 200),
+        fc.uint8Array({ minLength: BLKIF_REQUEST.SIZE, maxLength: BLKIF_REQUEST.SIZE }),
+        (bytes, nr, op, junk) => {
+          bytes[BLKIF_REQUEST.operation] = op;
+          bytes[BLKIF_REQUEST.nr_segments] = nr;
+          bytes[BLKIF_REQUEST.sector_number + 7] = 0;
+          const full = wordsOf(bytes);
+          const n = blkifRequestFlatCodec.entryWords(full.subarray(0, blkifRequestFlatCodec.PREFIX_WORDS));
+          expect(n).to.be.within(blkifRequestFlatCodec.PREFIX_WORDS, BLKIF_REQUEST.SIZE / 4);
+          // Past word n, anything at all: the decode must not notice.
+          const partial = wordsOf(junk);
+          partial.set(full.subarray(0, n));
+          const ra = blkifRequestFlatCodec.decodeWords(full, a);
+          const rb = blkifRequestFlatCodec.decodeWords(partial, b);
+          expect(rb.ok).to.equal(ra.ok);
+          if (ra.ok) expect(fromFlat(b)).to.deep.equal(fromFlat(a));
+          else if (!rb.ok) expect(rb.error).to.deep.equal(ra.error);
+        },
+      ),
+      { numRuns: 1000 },
+    );
+    // Fixed-size entries are their own prefix.
+    expect(blkifResponseFlatCodec.PREFIX_WORDS).to.equal(4);
+    expect(blkifResponseFlatCodec.entryWords(new Int32Array(4))).to.equal(4);
+  });
+
   it('define only the words of the entry: header and used segments, the discard or the indirect struct', () => {
     const w = new Int32Array(BLKIF_REQUEST.SIZE / 4);
     const q = blkifRequestFlatCodec.create();

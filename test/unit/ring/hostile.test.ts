@@ -41,9 +41,14 @@ class CountingRegion implements MemRegion {
   scalarReads = 0;
   copyOuts = 0;
   watch: [number, number] = [0, 0];
+  /** How many times each byte of the region was read by a copy. */
+  readonly bytesRead = new Map<number, number>();
   constructor(private readonly inner: MemRegion) {}
   get byteLength(): number { return this.inner.byteLength; }
-  private hit(off: number, len: number): boolean { return off < this.watch[1] && off + len > this.watch[0]; }
+  private hit(off: number, len: number): boolean {
+    for (let o = off; o < off + len; o++) this.bytesRead.set(o, (this.bytesRead.get(o) ?? 0) + 1);
+    return off < this.watch[1] && off + len > this.watch[0];
+  }
   private r(off: number, len: number): void { if (this.hit(off, len)) this.scalarReads++; }
   getU8(o: number): number { this.r(o, 1); return this.inner.getU8(o); }
   setU8(o: number, v: number): void { this.inner.setU8(o, v); }
@@ -270,9 +275,15 @@ describe('rings facing a hostile peer', () => {
     const back = BackRing.init(counting, BLKIF_RING_FLAT);
     counting.watch = [SRING.ring, SRING.ring + BLKIF_REQUEST.SIZE];
     unwrap(back.unconsumedRequests());
+    counting.bytesRead.clear();
     const q = blkifRequestFlatCodec.create();
     expect(back.copyRequestInto(blkifRequestFlatCodec, q).ok).to.equal(true);
-    expect(counting.copyOuts).to.equal(1);
+    // The header and its first segment, then the other two segments: every
+    // byte of the entry read exactly once, nothing past it, no scalar read.
+    const entryBytes = BLKIF_REQUEST.seg + 3 * BLKIF_REQUEST_SEGMENT.SIZE;
+    expect(counting.copyOuts).to.equal(2);
+    expect([...counting.bytesRead.keys()].sort((a, b) => a - b)).to.deep.equal(Array.from({ length: entryBytes }, (_, k) => SRING.ring + k));
+    expect([...counting.bytesRead.values()].every((n) => n === 1)).to.equal(true);
     expect(counting.scalarReads).to.equal(0);
     const before = { nr: q.nrSegments, grefs: [...q.segGref], id: blkifId(q), sector: q.sectorNumber };
     // The guest rewrites everything a backend would validate.
