@@ -9,6 +9,7 @@ import { XsLocalClient } from './xenstore/local-client.ts';
 import { domainDirs, createDeviceDirs, initiateDeviceRemove, removeDeviceDirs, type DeviceDirsSpec } from '../toolstack/devices.ts';
 import type { XenbusDeviceId } from '../shared/xenbus/paths.ts';
 import { asDomId } from '../shared/types.ts';
+import type { BlkbackDriver } from './blkback/xenbus.ts';
 
 function xs<T>(r: { ok: true; value: T } | { ok: false; error: unknown }): AgentResult<T> {
   return r.ok ? { ok: true, value: r.value } : { ok: false, error: typeof r.error === 'object' ? JSON.stringify(r.error) : String(r.error) };
@@ -17,7 +18,7 @@ function xs<T>(r: { ok: true; value: T } | { ok: false; error: unknown }): Agent
 export class Dom0Agent extends GuestAgent {
   private readonly xs: XsLocalClient;
 
-  constructor(k: DomainKernel, private readonly svc: Dom0Services) {
+  constructor(k: DomainKernel, private readonly svc: Dom0Services, private readonly vbd?: BlkbackDriver) {
     super(k);
     this.xs = new XsLocalClient(svc.xenstored, 0);
   }
@@ -33,6 +34,14 @@ export class Dom0Agent extends GuestAgent {
   async createDeviceDirs(spec: DeviceDirsSpec): Promise<AgentResult<void>> { return xs(await createDeviceDirs(this.xs, spec)); }
   async initiateDeviceRemove(id: XenbusDeviceId): Promise<AgentResult<void>> { return xs(await initiateDeviceRemove(this.xs, id)); }
   async removeDeviceDirs(id: XenbusDeviceId): Promise<AgentResult<void>> { return xs(await removeDeviceDirs(this.xs, id)); }
+
+  /** Block backends served here: xentop's VBD counters per device ("<frontDom>/<devid>"). */
+  vbdStats(): { key: string; frontDom: number; devid: number; counters: Record<string, number> }[] {
+    return [...(this.vbd?.devices ?? new Map()).entries()].map(([key, dev]) => {
+      const [f, d] = key.split('/').map(Number) as [number, number];
+      return { key, frontDom: f, devid: d, counters: dev.snapshot() as Record<string, number> };
+    });
+  }
 
   async xsRead(path: string): Promise<AgentResult<string>> { return xs(await this.xs.readString(path)); }
   async xsWrite(path: string, value: string): Promise<AgentResult<void>> { return xs(await this.xs.write(path, value)); }

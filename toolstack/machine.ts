@@ -18,7 +18,9 @@ import type { GuestAgent } from '../shared/kernel/agent.ts';
 import type { Dom0Agent } from '../dom0/agent.ts';
 import type { DomUAgent } from '../domU/agent.ts';
 import type { KernelOptions } from '../shared/kernel/kernel.ts';
-import type { DomainWorkerData } from './worker-data.ts';
+import type { DomainWorkerData, DriverOptions } from './worker-data.ts';
+import { vdevToDevid } from '../cli/config/vdev.ts';
+import { asDomId } from '../shared/types.ts';
 
 export interface MachineOptions extends HypervisorOptions {
   /** Machine memory in bytes (default 256 MiB). */
@@ -37,6 +39,20 @@ export interface DomainOptions extends CreateDomainRequest {
   readonly entry?: URL;
   /** What the entry is, when it is not the default (it decides XenStore wiring). */
   readonly kind?: 'dom0' | 'domU' | 'custom';
+  /** Driver settings handed to the domain's worker. */
+  readonly drivers?: DriverOptions;
+}
+
+/** A virtual disk to attach (the parts of an xl diskspec xensim acts on). */
+export interface DiskAttach {
+  /** xvda, hdb, sdc, … (xen-vbd-interface numbering). */
+  readonly vdev: string;
+  /** `ram:SIZE` for an in-memory disk, or an absolute path to a raw image. */
+  readonly target: string;
+  readonly access?: 'r' | 'w';
+  readonly devtype?: 'disk' | 'cdrom';
+  /** Bytes to create an image file with when it does not exist yet. */
+  readonly size?: number;
 }
 
 export interface DomainHandle {
@@ -104,11 +120,11 @@ export class Machine {
 
   /** [createDomain opts] builds a domain in the hypervisor and starts its worker. */
   async createDomain(opts: DomainOptions): Promise<DomainHandle> {
-    const { onCrash: _c, kernel, entry, kind: givenKind, ...req } = opts;
+    const { onCrash: _c, kernel, entry, kind: givenKind, drivers, ...req } = opts;
     const r = await this.hv.createDomain(req);
     if (!r.ok) throw new Error(`cannot create domain '${opts.name}': ${r.error}`);
     const boot = r.value;
-    const data: DomainWorkerData = { sab: this.mem.sab, pageSize: this.mem.pageSize, boot, kernel };
+    const data: DomainWorkerData = { sab: this.mem.sab, pageSize: this.mem.pageSize, boot, kernel, drivers };
     const kind: DomainHandle['kind'] = givenKind ?? (entry !== undefined ? 'custom' : boot.domid === 0 ? 'dom0' : 'domU');
     const worker = spawnTsWorker(entry ?? (kind === 'dom0' ? DOM0_ENTRY : DOMU_ENTRY), data as unknown as Record<string, unknown>);
     const mem = this.mem;
@@ -158,6 +174,46 @@ export class Machine {
     const info = await this.domU(h.domid).storeInfo();
     check(await d0.domainDirs(h.domid, h.name), `create /local/domain/${h.domid}`);
     check(await d0.introduce(h.domid, info.ref, info.port), 'introduce');
+  }
+
+  /**
+   * [attachDisk domid disk] creates the vbd's frontend and backend directories
+   * as libxl does (dom0 is the backend); the guest's blkfront and dom0's
+   * blkback then connect through XenBus. Returns the device id (xvda = 51712).
+   */
+  async attachDisk(domid: number, disk: DiskAttach): Promise<number> {
+    const d0 = this.dom0;
+    if (d0 === undefined) throw new Error('attachDisk: no dom0 to serve the disk');
+    const v = vdevToDevid(disk.vdev);
+    if (!v.ok) throw new Error(v.error.message);
+    const devid = v.value.devid;
+    const devtype = disk.devtype ?? 'disk';
+    const mode = disk.access ?? (devtype === 'cdrom' ? 'r' : 'w');
+    const r = await d0.createDeviceDirs({
+      type: 'vbd', frontDom: asDomId(domid), backDom: asDomId(0), devid,
+      backendKeys: {
+        params: disk.target, mode, 'device-type': devtype, type: disk.target.startsWith('ram:') ? 'ram' : 'file',
+        removable: devtype === 'cdrom' ? '1' : '0', dev: disk.vdev, ...(disk.size !== undefined ? { size: String(disk.size) } : {}),
+      },
+      frontendKeys: { 'virtual-device': String(devid), 'device-type': devtype },
+    });
+    check(r, `attach ${disk.vdev} to d${domid}`);
+    return devid;
+  }
+
+  /** [detachDisk domid devid] unplugs the vbd as xl block-detach does: Closing, then the directories go. */
+  async detachDisk(domid: number, devid: number, timeoutMs = 10_000): Promise<void> {
+    const d0 = this.dom0;
+    if (d0 === undefined) return;
+    const id = { type: 'vbd', frontDom: asDomId(domid), backDom: asDomId(0), devid };
+    check(await d0.initiateDeviceRemove(id), 'initiate remove');
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const st = await d0.xsRead(`/local/domain/0/backend/vbd/${domid}/${devid}/state`);
+      if (!st.ok || st.value === '6' || Date.now() > end) break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    check(await d0.removeDeviceDirs(id), 'remove device directories');
   }
 
   private async release(domid: number): Promise<void> {
