@@ -157,9 +157,16 @@ export class MachineMemory {
 
   // ---- atomics (indices, flags, doorbells) ----
   /** Acquire load: sees every write made before the matching atomicStore32. */
-  atomicLoad32(a: MachineAddr): number { return Atomics.load(this.i32, this.check32(a)); }
+  atomicLoad32(a: MachineAddr): number {
+    // The in-range, aligned case inline (ring indices are loaded per batch and polled while spinning).
+    if (this.u32Addrs && a >= 0 && (a & 3) === 0 && a + 4 <= this.byteLength) return Atomics.load(this.i32, a >>> 2);
+    return Atomics.load(this.i32, this.check32(a));
+  }
   /** Release store: every earlier write by this thread is visible to an acquirer of v. */
-  atomicStore32(a: MachineAddr, v: number): void { Atomics.store(this.i32, this.check32(a), v | 0); }
+  atomicStore32(a: MachineAddr, v: number): void {
+    if (this.u32Addrs && a >= 0 && (a & 3) === 0 && a + 4 <= this.byteLength) Atomics.store(this.i32, a >>> 2, v | 0);
+    else Atomics.store(this.i32, this.check32(a), v | 0);
+  }
   /** Full barrier; returns the previous value. */
   atomicAdd32(a: MachineAddr, v: number): number { return Atomics.add(this.i32, this.check32(a), v | 0); }
   atomicOr32(a: MachineAddr, v: number): number { return Atomics.or(this.i32, this.check32(a), v | 0); }

@@ -112,8 +112,24 @@ export class PagedRegion implements MemRegion {
   setU32(off: number, v: number): void { this.mem.setU32(this.at(off, 4, true), v); }
   getU64(off: number): bigint { return this.mem.getU64(this.at(off, 8, false)); }
   setU64(off: number, v: bigint): void { this.mem.setU64(this.at(off, 8, true), v); }
-  atomicLoadU32(off: number): number { return this.mem.atomicLoad32(this.at(off, 4, false)) >>> 0; }
-  atomicStoreU32(off: number, v: number): void { this.mem.atomicStore32(this.at(off, 4, true), v); }
+  atomicLoadU32(off: number): number {
+    // An aligned word never straddles a page: the common case inline (ring indices).
+    if (off >= 0 && (off & 3) === 0 && off + 4 <= this.byteLength) {
+      const mask = this.mask;
+      const base = this.base >= 0 ? this.base + (off & ~mask) : (this.translate(off >>> this.shift, false) as number);
+      return this.mem.atomicLoad32((base + (off & mask)) as MachineAddr) >>> 0;
+    }
+    return this.mem.atomicLoad32(this.at(off, 4, false)) >>> 0;
+  }
+  atomicStoreU32(off: number, v: number): void {
+    if (off >= 0 && (off & 3) === 0 && off + 4 <= this.byteLength) {
+      const mask = this.mask;
+      const base = this.base >= 0 ? this.base + (off & ~mask) : (this.translate(off >>> this.shift, true) as number);
+      this.mem.atomicStore32((base + (off & mask)) as MachineAddr, v);
+      return;
+    }
+    this.mem.atomicStore32(this.at(off, 4, true), v);
+  }
   atomicAddU32(off: number, v: number): number { return this.mem.atomicAdd32(this.at(off, 4, true), v) >>> 0; }
   atomicCmpxchgU32(off: number, expected: number, replacement: number): number {
     return this.mem.atomicCmpxchg32(this.at(off, 4, true), expected, replacement) >>> 0;

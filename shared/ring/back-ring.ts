@@ -17,9 +17,9 @@
  */
 import { InvariantError, invariant } from '../invariant.ts';
 import type { MemRegion } from '../memory/region.ts';
-import { err, ok, type Result } from '../result.ts';
+import { err, type Result } from '../result.ts';
 import { type CodecError, type EntryEncoder, type FlatCodec, type RingCodec, type RingTypes } from './codec.ts';
-import { PrivateSlots, SharedRing, type PrivateSlot, type RingError } from './sring.ts';
+import { OK_FALSE, OK_TRUE, PrivateSlots, SharedRing, okCount, type PrivateSlot, type RingError } from './sring.ts';
 import { idxAdd, idxSub, notifyNeeded, type RingIdx } from './u32.ts';
 
 // On the data path, invariants are checked with a plain `if` so that their
@@ -108,7 +108,7 @@ export class BackRing<Req, Rsp> {
     this.reqProdSeen = reqProd;
     const req = idxSub(reqProd, this.reqConsIdx);
     const rsp = this.sring.size - idxSub(this.reqConsIdx, this.rspProdPvtIdx);
-    return ok(req < rsp ? req : rsp);
+    return okCount(req < rsp ? req : rsp);
   }
 
   /**
@@ -128,13 +128,13 @@ export class BackRing<Req, Rsp> {
     }
     const first = this.unconsumedRequests();
     if (!first.ok) return first;
-    if (first.value > 0) return ok(true);
+    if (first.value > 0) return OK_TRUE;
     // Store (seq-cst, our xen_mb()): front sees the new req_event /before/ we
     // re-read req_prod below, so a request pushed after this store notifies us.
     this.sring.storeReqEvent(idxAdd(this.reqConsIdx, ahead));
     const again = this.unconsumedRequests();
     if (!again.ok) return again;
-    return ok(again.value > 0);
+    return again.value > 0 ? OK_TRUE : OK_FALSE;
   }
 
   /** [copyRequest] is RING_COPY_REQUEST at reqCons, then reqCons++: the decoded private copy. */

@@ -13,9 +13,9 @@
  */
 import { InvariantError, invariant } from '../invariant.ts';
 import type { MemRegion } from '../memory/region.ts';
-import { err, ok, type Result } from '../result.ts';
+import { err, type Result } from '../result.ts';
 import { type CodecError, type EntryEncoder, type FlatCodec, type RingCodec, type RingTypes } from './codec.ts';
-import { PrivateSlots, SharedRing, sharedRingInit, type PrivateSlot, type RingError } from './sring.ts';
+import { OK_FALSE, OK_TRUE, PrivateSlots, SharedRing, okCount, sharedRingInit, type PrivateSlot, type RingError } from './sring.ts';
 import { idxAdd, idxSub, notifyNeeded, type RingIdx } from './u32.ts';
 
 // On the data path, invariants are checked with a plain `if` so that their
@@ -187,7 +187,7 @@ export class FrontRing<Req, Rsp> {
       return err({ kind: 'rsp-prod-overflow', rspProd, rspCons: this.rspConsIdx, reqProd: this.reqProdPushed, size: this.sring.size });
     }
     this.rspProdSeen = rspProd;
-    return ok(ready);
+    return okCount(ready);
   }
 
   /**
@@ -213,13 +213,13 @@ export class FrontRing<Req, Rsp> {
     }
     const first = this.hasUnconsumedResponses();
     if (!first.ok) return first;
-    if (first.value > 0) return ok(true);
+    if (first.value > 0) return OK_TRUE;
     // Store (seq-cst, our xen_mb()): back sees the new rsp_event /before/ we
     // re-read rsp_prod below, so a response pushed after this store notifies us.
     this.sring.storeRspEvent(idxAdd(this.rspConsIdx, ahead));
     const again = this.hasUnconsumedResponses();
     if (!again.ok) return again;
-    return ok(again.value > 0);
+    return again.value > 0 ? OK_TRUE : OK_FALSE;
   }
 
   /** [copyResponse] is RING_COPY_RESPONSE at rspCons, then rspCons++: the decoded private copy. */

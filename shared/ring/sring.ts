@@ -15,6 +15,7 @@
  */
 import { SRING, SRING_INIT_EVENT, XENBUS_MAX_RING_GRANTS, ringSize } from '../abi/ring.ts';
 import { invariant } from '../invariant.ts';
+import { ok } from '../result.ts';
 import { hasWordCopies, type MemRegion, type WordCopyRegion } from '../memory/region.ts';
 import { idxAdd, type RingIdx } from './u32.ts';
 
@@ -40,6 +41,24 @@ export type RingError =
       readonly reqProd: RingIdx;
       readonly size: number;
     };
+
+/**
+ * Shared, frozen success Results for counts and booleans: the per-batch
+ * queries (RING_HAS_UNCONSUMED_*, RING_FINAL_CHECK_*) answer without
+ * allocating. They are immutable, so handing the same one out is safe.
+ */
+const OK_COUNTS: { readonly ok: true; readonly value: number }[] = [];
+export function okCount(n: number): { readonly ok: true; readonly value: number } {
+  let r = OK_COUNTS[n];
+  if (r === undefined) {
+    // Counts are at most a ring's size (≤ 4096 entries); fill up to n so the array stays packed.
+    for (let k = OK_COUNTS.length; k <= n; k++) OK_COUNTS.push(Object.freeze(ok(k)));
+    r = OK_COUNTS[n] as { readonly ok: true; readonly value: number };
+  }
+  return r;
+}
+export const OK_TRUE: { readonly ok: true; readonly value: boolean } = Object.freeze(ok(true));
+export const OK_FALSE: { readonly ok: true; readonly value: boolean } = Object.freeze(ok(false));
 
 /** The largest region a ring may span when its page count is unknown: 16 of our largest pages. */
 const MAX_RING_BYTES = XENBUS_MAX_RING_GRANTS * 16384;

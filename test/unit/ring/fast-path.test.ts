@@ -267,4 +267,22 @@ describe('the allocation-free ring data path', () => {
       expect(front.rspCons).to.equal((start + 60) >>> 0);
     }
   });
+  it('answers the per-batch queries with shared, frozen Results: nothing allocated, nothing a caller can change', () => {
+    const r = region();
+    const front = FrontRing.init(r, BLKIF_RING_FLAT);
+    const back = BackRing.init(r, BLKIF_RING_FLAT);
+    const none = back.unconsumedRequests();
+    expect(back.unconsumedRequests()).to.equal(none);
+    front.putRequestFrom(REQ, directFlat(1, 1));
+    front.putRequestFrom(REQ, directFlat(2, 1));
+    front.pushRequests();
+    const two = back.unconsumedRequests();
+    expect(two).to.deep.equal({ ok: true, value: 2 });
+    expect(front.hasUnconsumedResponses()).to.equal(none);
+    expect(Object.isFrozen(two)).to.equal(true);
+    expect(() => Object.assign(two, { value: 3 })).to.throw(TypeError);
+    expect(back.unconsumedRequests()).to.equal(two);
+    expect(back.finalCheckForRequests()).to.equal(back.finalCheckForRequests());
+    expect(unwrap(back.finalCheckForRequests())).to.equal(true);
+  });
 });
