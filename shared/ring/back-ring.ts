@@ -14,11 +14,15 @@
  *  - each request slot is copied out ONCE into a private buffer and decoded
  *    from there (RING_COPY_REQUEST, XSA-155): rewriting the slot afterwards
  *    cannot change what the backend validates and acts on.
+ *
+ * Data path (no allocation per entry): copyRequestInto(codec, struct) and
+ * putResponseFrom(codec, struct) with a FlatCodec (BLKIF_RING_FLAT, ...).
+ * copyRequest / putResponse and the *With variants take RingCodec objects.
  */
 import { InvariantError, invariant } from '../invariant.ts';
 import type { MemRegion } from '../memory/region.ts';
 import { err, type Result } from '../result.ts';
-import { type CodecError, type EntryEncoder, type FlatCodec, type RingCodec, type RingTypes } from './codec.ts';
+import type { CodecError, EntryEncoder, FlatCodec, RingCodec, RingTypes } from './codec.ts';
 import { OK_FALSE, OK_TRUE, PrivateSlots, SharedRing, okCount, type PrivateSlot, type RingError } from './sring.ts';
 import { idxAdd, idxSub, notifyNeeded, type RingIdx } from './u32.ts';
 
@@ -61,7 +65,7 @@ export class BackRing<Req, Rsp> {
     return new BackRing(region, types, 0 as RingIdx);
   }
 
-  /** [attach region types start] is BACK_RING_ATTACH: req_cons = rsp_prod_pvt = start. */
+  /** [attach region types start] is BACK_RING_ATTACH: req_cons = rsp_prod_pvt = start (rsp_prod already stands at start). */
   static attach<Req, Rsp>(region: MemRegion, types: RingTypes<Req, Rsp>, start: RingIdx): BackRing<Req, Rsp> {
     return new BackRing(region, types, start);
   }

@@ -18,7 +18,19 @@
  *    Semantic checks (is this gref ours, is this sector on the disk) belong to
  *    the driver's request validation, not here.
  *
- * All values are little-endian, as on x86 and Arm.
+ * Two kinds of codec share each layout:
+ *  - RingCodec (blkifRequestCodec, BLKIF_RING, ...): a fresh, readonly object
+ *    per entry, the blkif id a bigint. Convenient; allocates per entry.
+ *  - FlatCodec (blkifRequestFlatCodec, BLKIF_RING_FLAT, NETIF_*_RING_FLAT):
+ *    the data path. One mutable struct per driver, reused for every entry;
+ *    encoded and decoded as 32-bit words; nothing allocated unless decoding
+ *    fails. The blkif id is opaque as two u32 halves (idLo, idHi). Use with
+ *    FrontRing.putRequestFrom / copyResponseInto and BackRing.copyRequestInto
+ *    / putResponseFrom.
+ * Both produce the same bytes and the same verdicts (test/unit/ring/flat-codec).
+ *
+ * All values are little-endian, as on x86 and Arm (machine-memory.ts checks
+ * the host once; the flat codecs' word views rely on it too).
  */
 import {
   BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST,

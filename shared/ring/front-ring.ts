@@ -10,11 +10,15 @@
  * The backend is not trusted (XSA-155 for frontends, RING_COPY_RESPONSE): a
  * response is copied out of its slot once into a private buffer and decoded
  * from there, and an impossible rsp_prod is reported, never followed.
+ *
+ * Data path (no allocation per entry): putRequestFrom(codec, struct) and
+ * copyResponseInto(codec, struct) with a FlatCodec (BLKIF_RING_FLAT, ...).
+ * putRequest / copyResponse and the *With variants take RingCodec objects.
  */
 import { InvariantError, invariant } from '../invariant.ts';
 import type { MemRegion } from '../memory/region.ts';
 import { err, type Result } from '../result.ts';
-import { type CodecError, type EntryEncoder, type FlatCodec, type RingCodec, type RingTypes } from './codec.ts';
+import type { CodecError, EntryEncoder, FlatCodec, RingCodec, RingTypes } from './codec.ts';
 import { OK_FALSE, OK_TRUE, PrivateSlots, SharedRing, okCount, sharedRingInit, type PrivateSlot, type RingError } from './sring.ts';
 import { idxAdd, idxSub, notifyNeeded, type RingIdx } from './u32.ts';
 
