@@ -57,6 +57,7 @@ const turn = (): Promise<void> => new Promise<void>((r) => setImmediate(r));
 export class ThreadPlatform implements StressPlatform {
   readonly deterministic = false;
   private stop = false;
+  private points = 0;
   /** Trace lines are only counted on threads (there is no replay to reproduce). */
   notes = 0;
 
@@ -66,12 +67,19 @@ export class ThreadPlatform implements StressPlatform {
   /** Asks the tasks on this platform to wind down. */
   requestStop(): void { this.stop = true; }
 
+  /**
+   * A point costs nothing on a worker, except that every 64th returns to the
+   * event loop: a task whose points all resolve at once (a loop that keeps
+   * failing to find resources) would otherwise starve the kernel's vCPU loop
+   * and the agent forever in microtasks.
+   */
   point(_label: string): Promise<void> {
+    if ((++this.points & 63) === 0) return turn();
     return Promise.resolve();
   }
 
-  async until(cond: () => boolean, _label: string, budget?: number): Promise<boolean> {
-    if (cond()) return true;
+  async until(cond: () => boolean, label: string, budget?: number): Promise<boolean> {
+    if (cond()) { await this.point(label); return true; }
     const deadline = budget === undefined ? Infinity : performance.now() + budgetMs(budget);
     for (;;) {
       await turn();

@@ -31,6 +31,17 @@ export interface RunStats {
   readonly xsRequests: number;
 }
 
+/** The whole process's resident memory through a threads run (every worker shares the process). */
+export interface MemoryStats {
+  /** RSS after boot and at the end of the main phase (MiB). */
+  readonly startMiB: number;
+  readonly endMiB: number;
+  readonly peakMiB: number;
+  /** Least-squares slope of RSS over the main phase (MiB per minute). */
+  readonly slopeMiBPerMin: number;
+  readonly samples: number;
+}
+
 export interface RunReport {
   readonly seed: number;
   readonly mode: StressConfig['mode'];
@@ -51,10 +62,29 @@ export interface RunReport {
   readonly traceHash?: string;
   /** Deterministic, on failure: the last scheduler decisions. */
   readonly trace?: readonly TraceLine[];
+  /** Threads: resident memory through the run (a soak must not grow). */
+  readonly memory?: MemoryStats;
   /** The command line that reproduces this run. */
   readonly replay: string;
   /** The run could not complete (boot failed, the harness threw). */
   readonly error?: string;
+}
+
+/** [memoryStats samples] summarises (ms, bytes) samples of resident memory. */
+export function memoryStats(samples: readonly { readonly ms: number; readonly bytes: number }[]): MemoryStats | undefined {
+  if (samples.length === 0) return undefined;
+  const mib = (b: number) => b / (1 << 20);
+  const n = samples.length;
+  const mx = samples.reduce((a, s) => a + s.ms, 0) / n;
+  const my = samples.reduce((a, s) => a + s.bytes, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (const s of samples) { num += (s.ms - mx) * (s.bytes - my); den += (s.ms - mx) ** 2; }
+  const slope = den === 0 ? 0 : num / den; // bytes per ms
+  return {
+    startMiB: mib((samples[0] as { bytes: number }).bytes), endMiB: mib((samples[n - 1] as { bytes: number }).bytes),
+    peakMiB: mib(Math.max(...samples.map((s) => s.bytes))), slopeMiBPerMin: mib(slope * 60_000), samples: n,
+  };
 }
 
 function pad(s: string, n: number): string { return s.length >= n ? s : s + ' '.repeat(n - s.length); }
@@ -69,6 +99,10 @@ export function formatReport(r: RunReport, verbose = false): string {
   const s = r.stats;
   out.push(`  ${r.mode === 'deterministic' ? `${s.steps} steps` : `${s.steps} ms`} in ${s.elapsedMs.toFixed(0)} ms: ${s.hypercalls} hypercalls, ${s.ringRequests} ring requests, ${s.pings} pings, ${s.stormEvents} storm events, ${s.xsRequests} xenstore requests, ${s.domainsCreated} domains created, ${s.domainsDestroyed} destroyed, ${s.backendRestarts} backend restarts`);
   if (r.traceHash !== undefined) out.push(`  trace hash ${r.traceHash}`);
+  if (r.memory !== undefined) {
+    const m = r.memory;
+    out.push(`  memory (rss, all threads): ${m.startMiB.toFixed(0)} MiB after boot, ${m.endMiB.toFixed(0)} MiB at the end, peak ${m.peakMiB.toFixed(0)} MiB, trend ${m.slopeMiBPerMin >= 0 ? '+' : ''}${m.slopeMiBPerMin.toFixed(1)} MiB/min over ${m.samples} samples`);
+  }
   if (r.error !== undefined) out.push(`  ERROR: ${r.error}`);
   out.push('');
   out.push(`  ${pad('invariant', 24)} ${lpad('checks', 7)} ${lpad('applied', 8)} ${lpad('violations', 10)}`);

@@ -24,7 +24,7 @@ import type { GuestAct } from './guest-stress.ts';
 import { INJECTOR_NAMES, injector, type GuestInfo, type InjectionTarget, type InjectorName } from './injectors.ts';
 import { mutant } from './mutants.ts';
 import { Prng } from './prng.ts';
-import type { RunReport } from './report.ts';
+import { memoryStats, type RunReport } from './report.ts';
 import type { DomainBooks, DomainView, WorldView } from './view.ts';
 import { VSTRESS_DEVID, VSTRESS_TYPE } from './vstress.ts';
 
@@ -58,7 +58,7 @@ class ThreadWorld implements InjectionTarget {
     const m = this.cfg.mutant === undefined ? undefined : mutant(this.cfg.mutant);
     const h = await this.machine.createDomain({
       name: spec.name, memoryKiB: spec.memoryKiB, model: spec.model, maxGrantFrames: spec.maxGrantFrames, foreignPages: 64, nrPorts: 64,
-      entry: DOMU_ENTRY, kind: 'domU', kernel: { grantFrames: spec.maxGrantFrames, idleMs: 1 },
+      entry: DOMU_ENTRY, kind: 'domU', kernel: { grantFrames: spec.maxGrantFrames, idleMs: 4 },
     });
     this.created++;
     const agent = h.agent as unknown as Remote<StressDomUAgent>;
@@ -163,6 +163,14 @@ class ThreadWorld implements InjectionTarget {
 
 export interface ThreadRunOptions {
   readonly replay?: string;
+  /**
+   * A soak's memory bound: resident memory may grow by at most this many MiB
+   * from the end of boot to the end of the main phase, or the run fails
+   * ('memory-growth', a measurement, not a replayable invariant).
+   */
+  readonly maxRssGrowthMiB?: number;
+  /** Progress lines (phases, injections). */
+  readonly log?: (line: string) => void;
 }
 
 export function threadsReplayCommand(cfg: StressConfig): string {
@@ -180,6 +188,7 @@ export async function runThreads(cfg: StressConfig, o: ThreadRunOptions = {}): P
   let xsRequests = 0;
   let restarts = 0;
   let hypercalls = 0;
+  const rss: { ms: number; bytes: number }[] = [];
   try {
     const h0 = await machine.createDomain({
       name: 'Domain-0', domid: 0, memoryKiB: 8192, model: 'pm', privileged: true, foreignPages: 1024, maxGrantFrames: 1, nrPorts: 256,
@@ -189,31 +198,42 @@ export async function runThreads(cfg: StressConfig, o: ThreadRunOptions = {}): P
     if (!(await d0.stressSetup({ seed: cfg.seed, backMutant: m?.back, echoMutant: m?.echo, stormMutant: m?.storm }))) throw new Error('the vstress backend bus did not start');
     const world = new ThreadWorld(cfg, machine, h0, d0);
     w = world;
+    const log = o.log ?? (() => {});
     for (const spec of cfg.guests) await world.createGuest(spec);
+    log(`booted: ${cfg.guests.length} guests`);
     const chaos = new Prng(cfg.seed).fork('chaos');
     const start = performance.now();
     let nextCheck = start + cfg.checkEvery;
+    rss.push({ ms: 0, bytes: process.memoryUsage().rss });
     while (performance.now() - start < cfg.durationMs) {
       await sleep(10);
       if (cfg.injectors.length > 0 && chaos.chance(cfg.faultRate)) {
         const name = chaos.pick(cfg.injectors);
         const detail = await injector(name).fire(world, chaos, { stormEvents: cfg.stormEvents });
-        if (detail !== undefined) world.fired.set(name, (world.fired.get(name) ?? 0) + 1);
+        if (detail !== undefined) { world.fired.set(name, (world.fired.get(name) ?? 0) + 1); log(`inject ${name} ${detail}`); }
       }
       if (performance.now() >= nextCheck) {
         nextCheck = performance.now() + cfg.checkEvery;
         checks.run(await world.view(false));
+        rss.push({ ms: performance.now() - start, bytes: process.memoryUsage().rss });
       }
+    }
+    const mem = memoryStats(rss);
+    if (o.maxRssGrowthMiB !== undefined && mem !== undefined && mem.endMiB - mem.startMiB > o.maxRssGrowthMiB) {
+      checks.violations.push({ checker: 'memory-growth', replayable: false, message: `resident memory grew ${(mem.endMiB - mem.startMiB).toFixed(0)} MiB during the run (bound ${o.maxRssGrowthMiB} MiB; trend ${mem.slopeMiBPerMin.toFixed(1)} MiB/min)` });
     }
     // Wind down: workloads stop and drain, then every guest goes.
     world.stopping = true;
+    log('winding down');
     await world.settleCleanups();
+    log('cleanups settled');
     await d0.windDown();
     for (const g of world.guestsByDomid.values()) await g.agent.windDown();
     const until = performance.now() + 8000;
     while ((await world.running()) > 0 && performance.now() < until) await sleep(20);
     checks.run(await world.view(false));
-    for (const g of [...world.guestsByDomid.values()]) await world.destroy(g);
+    log('destroying guests');
+    for (const g of [...world.guestsByDomid.values()]) { await world.destroy(g); log(`destroyed d${g.domid}`); }
     const zUntil = performance.now() + 8000;
     while ((await machine.hv.domains()).some((s) => s.state === 'zombie') && performance.now() < zUntil) await sleep(20);
     checks.run(await world.view(true));
@@ -243,6 +263,7 @@ export async function runThreads(cfg: StressConfig, o: ThreadRunOptions = {}): P
       stormEvents: sum((b) => b.workloads.filter((x) => x.name === 'event-storm').reduce((a, x) => a + x.ops, 0)),
       backendRestarts: restarts, xsRequests,
     },
+    memory: memoryStats(rss),
     replay: o.replay ?? threadsReplayCommand(cfg),
     error,
   };

@@ -6,7 +6,9 @@
  * Pool workers load the TypeScript task through tsx's loader, named by its
  * resolved URL so the pool works wherever xensim is started from.
  */
+import { createRequire } from 'node:module';
 import { availableParallelism } from 'node:os';
+import { pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import type { ConfigOverrides, StressMode } from './config.ts';
 import { summarise, type RunReport, type SwarmSummary } from './report.ts';
@@ -38,12 +40,17 @@ function errorReport(seed: number, mode: StressMode, e: unknown): RunReport {
   };
 }
 
+/** The URL of tsx's loader ('tsx' resolves to it for import and require alike). */
+function tsxLoader(): string {
+  return pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+}
+
 export async function runSwarm(o: SwarmOptions): Promise<SwarmResult> {
   const t0 = performance.now();
   const jobs = Math.max(1, Math.min(o.seeds.length, o.jobs ?? (o.mode === 'deterministic' ? availableParallelism() : 1)));
   const pool = new Piscina({
     filename: new URL('./swarm-task.ts', import.meta.url).href,
-    execArgv: ['--import', import.meta.resolve('tsx')],
+    execArgv: ['--import', tsxLoader()],
     minThreads: jobs,
     maxThreads: jobs,
     idleTimeout: 1000,

@@ -297,7 +297,7 @@ export class VstressFront {
     else block = rng.int(VSTRESS_BLOCKS);
     if (this.busy.has(block)) return;
     const pfn = this.pages.alloc();
-    if (pfn === undefined) { this.work.errors++; return; }
+    if (pfn === undefined) { this.work.errors++; await p.sleep(50, 'vsf:no-page'); return; }
     const gen = write ? this.nextGen++ : 0;
     if (write) fillPattern(this.scratch, this.k.domid, block, gen);
     else this.scratch.fill(0xee);
@@ -305,7 +305,7 @@ export class VstressFront {
     await p.point('vsf:grant');
     if (this.conn !== c) { this.pages.free(pfn); return; }
     const ref = this.pages.grant(c.backDom, pfn, write, write ? `write block ${block}` : `read block ${block}`);
-    if (ref === undefined) { this.pages.free(pfn); this.work.errors++; return; }
+    if (ref === undefined) { this.pages.free(pfn); this.work.errors++; await p.sleep(50, 'vsf:no-grant'); return; }
     const id = this.nextId++;
     const f: InFlight = { id, op: write ? BLKIF_OP_WRITE : BLKIF_OP_READ, block, gen, pfn, ref, revoked: false, freed: false };
     this.inflight.set(id, f);

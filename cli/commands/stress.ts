@@ -32,6 +32,7 @@ interface StressCliOptions {
   readonly guests?: number;
   readonly hostile?: number;
   readonly jobs?: number;
+  readonly maxRssGrowth?: number;
   readonly verbose?: boolean;
   readonly list?: boolean;
 }
@@ -110,7 +111,7 @@ export async function runStressCommand(o: StressCliOptions, ctx: CliContext): Pr
     report = await runDeterministic(cfg);
   } else {
     const { runThreads } = await import('../../stress/run-threads.ts');
-    report = await runThreads(cfg);
+    report = await runThreads(cfg, { maxRssGrowthMiB: o.maxRssGrowth });
   }
   ctx.out(formatReport(report, o.verbose === true));
   if (o.json !== undefined) writeFileSync(o.json, `${JSON.stringify(report, null, 2)}\n`);
@@ -138,6 +139,7 @@ export function registerStress(program: Command, ctx: CliContext): void {
       return n;
     })
     .option('--jobs <N>', 'pool threads for --seeds', positive('--jobs', 256))
+    .option('--max-rss-growth <MiB>', 'threads: fail when resident memory grows more than this from boot to the end (soaks)', positive('--max-rss-growth', 1 << 20))
     .option('-v, --verbose', 'every violation, and a line per seed')
     .option('--list', 'list the invariant checkers, fault injectors and mutants, and exit')
     .action(async (o: StressCliOptions) => {
