@@ -24,6 +24,7 @@
  * Each over a machine-memory region (the hypervisor's view) and a domain's
  * P2M-checked region (what a guest or dom0 driver holds).
  */
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { BLKIF_OP_WRITE, BLKIF_RSP_OKAY } from '../shared/abi/blkif.ts';
 import { P2M } from '../shared/abi/p2m.ts';
 import { DomainMemory } from '../shared/memory/domain-memory.ts';
@@ -33,6 +34,7 @@ import { BackRing } from '../shared/ring/back-ring.ts';
 import { BLKIF_RING, BLKIF_RING_FLAT, type BlkifSegment } from '../shared/ring/codec.ts';
 import { FrontRing } from '../shared/ring/front-ring.ts';
 import type { DomId, Gref, MachineAddr, Pfn } from '../shared/types.ts';
+import { spawnTsWorker } from '../shared/worker/spawn.ts';
 import { cpuNs, plainSingleThread } from './baselines/plain-ring.ts';
 import { figure, median, type Benchmark, type Figure } from './harness.ts';
 
@@ -170,18 +172,49 @@ export function runPath(path: Path, depth: number, batches: number): number {
 
 const DEPTHS = [1, 8, 32] as const;
 
+interface CostJob {
+  readonly path: Path;
+  readonly depth: number;
+  readonly batches: number;
+  readonly runs: number;
+}
+
+/**
+ * One worker per (path, depth, round): a driver thread runs one kind of ring
+ * on one kind of region, so each path gets its own JIT feedback instead of
+ * code made polymorphic by the other paths sharing the process.
+ */
+function inWorker(job: CostJob): Promise<number[]> {
+  const w = spawnTsWorker(new URL(import.meta.url), { role: 'ring-cost', job });
+  return new Promise<number[]>((resolve, reject) => {
+    w.once('message', (m: number[]) => resolve(m));
+    w.once('error', reject);
+  }).finally(() => void w.terminate());
+}
+
+if (!isMainThread) {
+  const data = workerData as { role?: string; job: CostJob };
+  if (data.role === 'ring-cost') {
+    const { path, depth, batches, runs } = data.job;
+    // Warm the path up (JIT) before timing it.
+    for (let i = 0; i < 3; i++) runPath(path, depth, Math.ceil(batches / 4));
+    const out: number[] = [];
+    for (let r = 0; r < runs; r++) out.push(runPath(path, depth, batches));
+    parentPort?.postMessage(out);
+  }
+}
+
 const bench: Benchmark = async ({ quick }) => {
-  const runs = quick ? 5 : 9;
-  const msgsPerRun = quick ? 200_000 : 1_000_000;
+  const rounds = 3;
+  const runsPerRound = quick ? 2 : 3;
+  const msgsPerRun = quick ? 200_000 : 600_000;
   const figures: Figure[] = [];
   for (const depth of DEPTHS) {
     const batches = Math.ceil(msgsPerRun / depth);
-    // Warm every path up (JIT) before timing any of them.
-    for (const p of PATHS) runPath(p, depth, Math.ceil(batches / 4));
     const ns: Record<Path, number[]> = { plain: [], 'objects-machine': [], 'objects-domain': [], 'flat-machine': [], 'flat-domain': [] };
-    for (let r = 0; r < runs; r++) {
-      // Interleaved, so drift hits every path alike.
-      for (const p of PATHS) ns[p].push(runPath(p, depth, batches));
+    for (let r = 0; r < rounds; r++) {
+      // Rounds interleave the paths, so drift on a shared machine hits them alike.
+      for (const p of PATHS) ns[p].push(...(await inWorker({ path: p, depth, batches, runs: runsPerRound })));
     }
     const plain = { name: `${LABEL.plain} QD${depth}`, value: median(ns.plain) };
     for (const p of PATHS) {
@@ -190,7 +223,6 @@ const bench: Benchmark = async ({ quick }) => {
     }
     console.error(`ring-cost QD${depth}: ` + PATHS.map((p) => `${p} ${median(ns[p]).toFixed(1)}`).join('  ') + ' ns/msg');
   }
-  await Promise.resolve();
   return figures;
 };
 
