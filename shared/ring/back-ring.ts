@@ -31,6 +31,9 @@ import { idxAdd, idxSub, notifyNeeded, type RingIdx } from './u32.ts';
 // the ring operation itself).
 export class BackRing<Req, Rsp> {
   private readonly sring: SharedRing;
+  /** sring.size and the slot size, kept here for the data path. */
+  private readonly ringSize: number;
+  private readonly entryBytes: number;
   private reqConsIdx: RingIdx;
   private rspProdPvtIdx: RingIdx;
   /** The last req_prod read and found plausible: requests before it may be copied. */
@@ -50,6 +53,8 @@ export class BackRing<Req, Rsp> {
       `${types.name}: entries of ${types.entryBytes} bytes cannot hold the request/response`,
     );
     this.sring = new SharedRing(region, types.entryBytes);
+    this.ringSize = this.sring.size;
+    this.entryBytes = types.entryBytes;
     this.slots = new PrivateSlots(types.entryBytes, types.request.SIZE, types.response.SIZE);
     this.reqConsIdx = start;
     this.rspProdPvtIdx = start;
@@ -168,10 +173,13 @@ export class BackRing<Req, Rsp> {
    * decoding fails; answer it with an error status.
    */
   copyRequestInto<T>(codec: FlatCodec<T>, out: T): Result<void, CodecError> {
-    const slot = this.nextRequestToCopy(codec);
+    // Flat for the JIT; the checks are those of nextRequestToCopy, whose
+    // messages are built only on failure.
     const i = this.reqConsIdx;
+    if (codec.SIZE > this.entryBytes || this.reqProdSeen === i || ((i - this.rspProdPvtIdx) >>> 0) >= this.ringSize) this.nextRequestToCopy(codec);
+    const slot = this.slots.get(codec.SIZE);
     this.sring.copyEntryOut(i, slot, codec);
-    this.reqConsIdx = idxAdd(i, 1);
+    this.reqConsIdx = ((i + 1) >>> 0) as RingIdx;
     return codec.decodeWords(slot.words, out);
   }
 
@@ -230,9 +238,14 @@ export class BackRing<Req, Rsp> {
    * data-path method for backends, with BLKIF_RING_FLAT / NETIF_*_RING_FLAT.
    */
   putResponseFrom<T>(codec: FlatCodec<T>, v: T): RingIdx {
-    const slot = this.nextResponseSlot(codec);
-    const words = codec.encodeWords(slot.words, v);
-    return this.publishResponseSlot(slot, words * 4);
+    // Flat for the JIT; the checks are those of nextResponseSlot.
+    const i = this.rspProdPvtIdx;
+    if (codec.SIZE > this.entryBytes || this.reqConsIdx === i) this.nextResponseSlot(codec);
+    const slot = this.slots.get(codec.SIZE);
+    const n = codec.encodeWords(slot.words, v);
+    this.sring.copyWordsIn(i, slot, n);
+    this.rspProdPvtIdx = ((i + 1) >>> 0) as RingIdx;
+    return i;
   }
 
   /** The private buffer for a response of codec.SIZE bytes at rspProdPvt, after the checks. */

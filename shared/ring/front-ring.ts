@@ -27,6 +27,9 @@ import { idxAdd, idxSub, notifyNeeded, type RingIdx } from './u32.ts';
 // the ring operation itself).
 export class FrontRing<Req, Rsp> {
   private readonly sring: SharedRing;
+  /** sring.size and the slot size, kept here for the data path. */
+  private readonly ringSize: number;
+  private readonly entryBytes: number;
   private reqProdPvtIdx: RingIdx;
   private rspConsIdx: RingIdx;
   /** The last req_prod we published: no backend can answer beyond it. */
@@ -46,6 +49,8 @@ export class FrontRing<Req, Rsp> {
       `${types.name}: entries of ${types.entryBytes} bytes cannot hold the request/response`,
     );
     this.sring = new SharedRing(region, types.entryBytes);
+    this.ringSize = this.sring.size;
+    this.entryBytes = types.entryBytes;
     this.slots = new PrivateSlots(types.entryBytes, types.request.SIZE, types.response.SIZE);
     this.reqProdPvtIdx = start;
     this.rspConsIdx = start;
@@ -124,9 +129,15 @@ export class FrontRing<Req, Rsp> {
    * BLKIF_RING_FLAT / NETIF_*_RING_FLAT codecs.
    */
   putRequestFrom<T>(codec: FlatCodec<T>, v: T): RingIdx {
-    const slot = this.nextRequestSlot(codec);
-    const words = codec.encodeWords(slot.words, v);
-    return this.publishRequestSlot(slot, words * 4);
+    // Written flat (no helper calls) for the JIT; the checks are those of
+    // nextRequestSlot, their messages built only on failure.
+    const i = this.reqProdPvtIdx;
+    if (codec.SIZE > this.entryBytes || ((i - this.rspConsIdx) >>> 0) >= this.ringSize) this.nextRequestSlot(codec);
+    const slot = this.slots.get(codec.SIZE);
+    const n = codec.encodeWords(slot.words, v);
+    this.sring.copyWordsIn(i, slot, n);
+    this.reqProdPvtIdx = ((i + 1) >>> 0) as RingIdx;
+    return i;
   }
 
   /** The private buffer for a request of codec.SIZE bytes at reqProdPvt, after the checks. */
@@ -135,7 +146,7 @@ export class FrontRing<Req, Rsp> {
     if (size > this.sring.entryBytes) {
       throw new InvariantError(`${codec.name} (${size} B) does not fit a ${this.sring.entryBytes}-byte slot`);
     }
-    if (this.freeRequests() === 0) {
+    if (this.freeRequests() <= 0) {
       throw new InvariantError(`${this.types.name}: request ring is full (req_prod_pvt ${this.reqProdPvtIdx}, rsp_cons ${this.rspConsIdx})`);
     }
     return this.slots.get(size);
@@ -250,10 +261,12 @@ export class FrontRing<Req, Rsp> {
    * NETIF_*_RING_FLAT codecs. The slot is consumed even when decoding fails.
    */
   copyResponseInto<T>(codec: FlatCodec<T>, out: T): Result<void, CodecError> {
-    const slot = this.nextResponseToCopy(codec);
+    // Flat for the JIT; the checks are those of nextResponseToCopy.
     const i = this.rspConsIdx;
+    if (codec.SIZE > this.entryBytes || this.rspProdSeen === i) this.nextResponseToCopy(codec);
+    const slot = this.slots.get(codec.SIZE);
     this.sring.copyEntryOut(i, slot, codec);
-    this.rspConsIdx = idxAdd(i, 1);
+    this.rspConsIdx = ((i + 1) >>> 0) as RingIdx;
     return codec.decodeWords(slot.words, out);
   }
 

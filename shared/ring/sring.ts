@@ -148,6 +148,14 @@ export class SharedRing {
     }
   }
 
+  /** [copyWordsIn i slot words] copies the first `words` words of the private slot into entry i. */
+  copyWordsIn(i: RingIdx, slot: PrivateSlot, words: number): void {
+    const off = SRING.ring + (i & this.mask) * this.entryBytes;
+    const wr = this.wordRegion;
+    if (wr !== null) wr.copyInWords(off, slot.words, 0, words);
+    else this.region.copyIn(off, slot.bytes, 0, words * 4);
+  }
+
   /**
    * [copySlotIn i slot size] copies the first size bytes of the private slot
    * into the entry for index i, in one piece.
