@@ -97,7 +97,8 @@ export class StressDom0Agent extends Dom0Agent {
   stressBooks(): WorkerBooks | undefined {
     const r = this.host?.report();
     if (r === undefined) return undefined;
-    return { ...r, books: { ...r.books, expectedMaptrack: r.books.expectedMaptrack + this.introduced().length } };
+    const extra = this.introduced().length + (this.stress?.driverMappings() ?? 0);
+    return { ...r, books: { ...r.books, expectedMaptrack: r.books.expectedMaptrack + extra } };
   }
   xsView(nominal: Pick<QuotaSpec, 'nodes' | 'watches' | 'transactions'>): XenstoreView {
     return this.prober.view(this.introduced(), nominal);
@@ -111,6 +112,7 @@ export interface GuestSetupOptions {
   readonly depth: number;
   readonly quota: QuotaSpec;
   readonly frontMutant?: FrontMutant;
+  readonly blk?: { readonly persistent: boolean };
 }
 
 export class StressDomUAgent extends DomUAgent {
@@ -123,7 +125,7 @@ export class StressDomUAgent extends DomUAgent {
   async stressSetup(o: GuestSetupOptions): Promise<boolean> {
     const books = newDomainBooks(this.k.domid, this.k.boot.name, 'guest', o.hostile);
     this.host = new ThreadHost(this.k, books, new ThreadPlatform(new Prng(o.seed).fork(`d${this.k.domid}`)));
-    this.gs = new GuestStress(this.host, this.xsFront.client, { hostile: o.hostile, frontMutant: o.frontMutant, depth: o.depth, quota: o.quota });
+    this.gs = new GuestStress(this.host, this.xsFront.client, { hostile: o.hostile, frontMutant: o.frontMutant, depth: o.depth, quota: o.quota, blk: o.blk });
     return this.gs.start();
   }
   private g(): GuestStress {

@@ -53,6 +53,12 @@ export interface StressConfig {
   readonly mutant?: MutantName;
   /** Machine memory in bytes. */
   readonly memBytes: number;
+  /** Well-behaved guests also run blkfront against dom0's blkback (the real block drivers). */
+  readonly blk: boolean;
+  /** ... with persistent grants (else blkback maps per request). */
+  readonly blkPersistent: boolean;
+  /** What the caller asked for besides the seed: a replay must ask for the same. */
+  readonly overrides: ConfigOverrides;
 }
 
 export interface ConfigOverrides {
@@ -65,6 +71,7 @@ export interface ConfigOverrides {
   readonly hostile?: number;
   readonly mutant?: MutantName;
   readonly faultRate?: number;
+  readonly blk?: boolean;
 }
 
 /** Steps per nominal second in deterministic mode, so `--duration S` means the same work on any machine. */
@@ -86,6 +93,8 @@ export function configForSeed(seed: number, mode: StressMode, o: ConfigOverrides
     if (injectors.length === 0) injectors = [rng.pick(INJECTOR_NAMES)];
   }
   const needHostile = injectors.some((n) => HOSTILE_INJECTORS.has(n));
+  const blk = o.blk ?? rng.chance(0.5);
+  const blkPersistent = rng.chance(0.5);
   const nGuests = o.guests ?? rng.range(2, 4);
   const nHostile = Math.min(nGuests - 1, o.hostile ?? (needHostile ? rng.range(1, 2) : 0));
   const guests: GuestSpec[] = [];
@@ -94,7 +103,7 @@ export function configForSeed(seed: number, mode: StressMode, o: ConfigOverrides
     guests.push({
       name: `${hostile ? 'hostile' : 'guest'}${i + 1}`,
       model: rng.chance(0.5) ? 'p2m' : 'vp',
-      memoryKiB: 512,
+      memoryKiB: blk && !hostile ? 2048 : 512,
       hostile,
       maxGrantFrames: hostile ? 1 : 2,
     });
@@ -113,6 +122,29 @@ export function configForSeed(seed: number, mode: StressMode, o: ConfigOverrides
     maxGuestsCreated: nGuests + 3,
     stormEvents: mode === 'deterministic' ? 20_000 : 1_000_000,
     mutant: o.mutant,
-    memBytes: 48 << 20,
+    memBytes: 64 << 20,
+    blk,
+    blkPersistent,
+    overrides: o,
   };
+}
+
+/**
+ * [replayCommand cfg] is the xensim command line that builds the same
+ * configuration again (the seed and every override the run was given).
+ */
+export function replayCommand(cfg: StressConfig): string {
+  const o = cfg.overrides;
+  const a = ['xensim stress'];
+  if (cfg.mode === 'deterministic') a.push('--deterministic');
+  a.push(`--seed ${cfg.seed}`);
+  a.push(cfg.mode === 'deterministic' ? `--steps ${cfg.steps}` : `--duration ${cfg.durationMs / 1000}`);
+  if (o.injectors !== undefined) a.push(o.injectors.length === 0 ? '--faults none' : `--inject ${o.injectors.join(',')}`);
+  else if (o.faults !== undefined && o.faults !== 'swarm') a.push(`--faults ${o.faults}`);
+  if (o.faultRate !== undefined) a.push(`--fault-rate ${o.faultRate}`);
+  if (o.guests !== undefined) a.push(`--guests ${o.guests}`);
+  if (o.hostile !== undefined) a.push(`--hostile ${o.hostile}`);
+  if (o.blk !== undefined) a.push(o.blk ? '--blk' : '--no-blk');
+  if (o.mutant !== undefined) a.push(`--mutant ${o.mutant}`);
+  return a.join(' ');
 }

@@ -37,6 +37,7 @@ import type { Prng } from './prng.ts';
 import { Scheduler, TracingHypercaller, type VCpu } from './scheduler.ts';
 import type { GuestSpec, StressConfig } from './config.ts';
 import { VSTRESS_DEVID, VSTRESS_TYPE } from './vstress.ts';
+import { vbdDeviceSpec } from './blk-plugin.ts';
 import { XsProber } from './xs-view.ts';
 import { newDomainBooks, type DomainBooks, type DomainView, type GrantEntryIssue, type P2mIssue, type WorldView, type XenstoreView } from './view.ts';
 
@@ -147,7 +148,10 @@ export class DetWorld implements InjectionTarget {
     const xsOpts = { quota: { nodes: q.nodes, watches: q.watches, transactions: q.transactions, entrySize: q.entrySize } };
     const xenstored = this.mutant?.xenstored?.(xsOpts) ?? new XenStored(xsOpts);
     const xs = new XsLocalClient(xenstored, 0, { schedule: (fn) => this.sched.defer(vcpu, 'xs-drain', fn) });
-    const stress = new Dom0Stress(host, xs, { backMutant: this.mutant?.back, echoMutant: this.mutant?.echo, stormMutant: this.mutant?.storm });
+    const stress = new Dom0Stress(host, xs, {
+      backMutant: this.mutant?.back, echoMutant: this.mutant?.echo, stormMutant: this.mutant?.storm,
+      blk: this.cfg.blk ? { mutant: this.mutant?.blk, clock: () => this.sched.step } : undefined,
+    });
     return { k, vcpu, host, books, xenstored, xs, stress, rings: new Map() };
   }
 
@@ -201,7 +205,10 @@ export class DetWorld implements InjectionTarget {
     const books = newDomainBooks(domid, spec.name, 'guest', spec.hostile);
     const host = new DetHost(k, books, this.sched, vcpu);
     const xsf = new XenstoreFront(k);
-    const gs = new GuestStress(host, xsf.client, { hostile: spec.hostile, frontMutant: this.mutant?.front, oracle: this.oracle, depth: this.cfg.depth, quota: this.cfg.quota });
+    const gs = new GuestStress(host, xsf.client, {
+      hostile: spec.hostile, frontMutant: this.mutant?.front, oracle: this.oracle, depth: this.cfg.depth, quota: this.cfg.quota,
+      blk: this.cfg.blk ? { persistent: this.cfg.blkPersistent } : undefined,
+    });
     let die!: () => void;
     const died = new Promise<'died'>((r) => { die = () => r('died'); });
     const node: GuestNode = { domid, spec, k, vcpu, host, books, gs, alive: true, died, die };
@@ -217,6 +224,11 @@ export class DetWorld implements InjectionTarget {
     const dev = await createDeviceDirs(xs, { type: VSTRESS_TYPE, frontDom: asDomId(domid), backDom: asDomId(0), devid: VSTRESS_DEVID });
     if (!dev.ok) throw new Error(`createDeviceDirs d${domid}: ${JSON.stringify(dev.error)}`);
     if (!node.alive) return;
+    if (gs.blk !== undefined) {
+      const vbd = await createDeviceDirs(xs, vbdDeviceSpec(domid));
+      if (!vbd.ok) throw new Error(`createDeviceDirs vbd d${domid}: ${JSON.stringify(vbd.error)}`);
+      if (!node.alive) return;
+    }
     this.dom0.stress.bindPing(domid, gs.offerPing());
     gs.startPing();
     if (spec.hostile) this.dom0.stress.bindStorm(domid, gs.offerStorm());
@@ -244,6 +256,7 @@ export class DetWorld implements InjectionTarget {
     const xs = this.dom0.xs;
     await xs.rm(`/local/domain/${domid}`);
     await removeDeviceDirs(xs, { type: VSTRESS_TYPE, frontDom: asDomId(domid), backDom: asDomId(0), devid: VSTRESS_DEVID });
+    if (this.cfg.blk) await removeDeviceDirs(xs, vbdDeviceSpec(domid));
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -346,7 +359,9 @@ export class DetWorld implements InjectionTarget {
   /** [view final] is the machine as the checkers see it now. */
   view(final: boolean, deadlock?: string[]): WorldView {
     const domains: DomainView[] = [];
-    const booksOf = (domid: number): DomainBooks | undefined => domid === 0 ? this.dom0.books : this.nodes.get(domid)?.books;
+    // dom0's drivers that count their own mappings (blkback) add them to what dom0 knows it holds.
+    const d0books = { ...this.dom0.books, expectedMaptrack: this.dom0.books.expectedMaptrack + this.dom0.stress.driverMappings() };
+    const booksOf = (domid: number): DomainBooks | undefined => domid === 0 ? d0books : this.nodes.get(domid)?.books;
     const hostileOf = (domid: number): boolean => this.nodes.get(domid)?.spec.hostile ?? this.gone.find((g) => g.domid === domid)?.spec.hostile ?? false;
     for (const d of this.hv.domains.values()) {
       domains.push({

@@ -10,6 +10,7 @@ import { createBackendBus, type XenbusBackend } from '../shared/xenbus/backend.t
 import type { XenbusBus } from '../shared/xenbus/device.ts';
 import type { XsHandle } from '../shared/xenbus/xs-handle.ts';
 import { EchoService, StormSink, type EchoMutant, type StormMutant } from './events.ts';
+import { BlkStressBackend, type BlkBackendOptions } from './blk-plugin.ts';
 import type { StressHost } from './host.ts';
 import { VSTRESS_TYPE, VstressBack, VstressDisks, type BackMutant } from './vstress.ts';
 
@@ -17,6 +18,8 @@ export interface Dom0StressOptions {
   readonly backMutant?: BackMutant;
   readonly echoMutant?: EchoMutant;
   readonly stormMutant?: StormMutant;
+  /** Serve guests' vbds with the real blkback too (blk-plugin.ts). */
+  readonly blk?: BlkBackendOptions;
 }
 
 export class Dom0Stress {
@@ -27,11 +30,22 @@ export class Dom0Stress {
   /** Backend restarts done (an injector's evidence). */
   restarts = 0;
   private restarting = false;
+  readonly blk: BlkStressBackend | undefined;
 
-  constructor(readonly host: StressHost, private readonly xs: XsHandle, private readonly opts: Dom0StressOptions = {}) {}
+  constructor(readonly host: StressHost, private readonly xs: XsHandle, private readonly opts: Dom0StressOptions = {}) {
+    this.blk = opts.blk === undefined ? undefined : new BlkStressBackend(host, xs, opts.blk);
+  }
 
-  /** Starts the vstress backend bus on /local/domain/0/backend/vstress. */
+  /** Grant mappings held by dom0's drivers that keep their own count (blkback); added to dom0's books. */
+  driverMappings(): number { return this.blk?.mappings() ?? 0; }
+
+  /** Starts the vstress backend bus on /local/domain/0/backend/vstress, and blkback when asked. */
   async startBackends(): Promise<boolean> {
+    if (this.blk !== undefined && !(await this.blk.start())) return false;
+    return this.startVstress();
+  }
+
+  private async startVstress(): Promise<boolean> {
     const bus = createBackendBus<unknown>(this.xs, asDomId(this.host.k.domid), VSTRESS_TYPE, () =>
       new VstressBack(this.host, { mutant: this.opts.backMutant, disks: this.disks }).hooks() as never);
     this.bus = bus;
@@ -56,7 +70,8 @@ export class Dom0Stress {
       }
       this.restarts++;
       this.host.note('vstress backends restarted');
-      return await this.startBackends();
+      const blk = this.blk === undefined || (await this.blk.restart());
+      return (await this.startVstress()) && blk;
     } finally {
       this.restarting = false;
     }
@@ -83,10 +98,12 @@ export class Dom0Stress {
     this.storms.get(guest)?.close();
     this.storms.delete(guest);
     this.disks.drop(guest);
+    this.blk?.guestGone(guest);
   }
 
   async stop(): Promise<void> {
     for (const g of [...this.echoes.keys()]) this.guestGone(g);
+    await this.blk?.stop();
     const bus = this.bus;
     this.bus = undefined;
     if (bus !== undefined) {

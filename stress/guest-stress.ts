@@ -14,6 +14,7 @@ import type { XenbusBus } from '../shared/xenbus/device.ts';
 import type { XsHandle } from '../shared/xenbus/xs-handle.ts';
 import { PingClient, StormSender } from './events.ts';
 import type { MapOracle, StressHost } from './host.ts';
+import { BlkStressFrontend } from './blk-plugin.ts';
 import { PageBook, takeBallooned } from './pages.ts';
 import type { StressPlatform } from './platform.ts';
 import { VSTRESS_TYPE, VstressFront, type FrontMutant, type HostileRingAct } from './vstress.ts';
@@ -35,6 +36,8 @@ export interface GuestStressOptions {
   /** Requests the vstress frontend keeps in flight. */
   readonly depth: number;
   readonly quota: { readonly nodes: number; readonly transactions: number; readonly entrySize: number };
+  /** Run blkfront and a verified workload on xvda (well-behaved guests; blk-plugin.ts). */
+  readonly blk?: { readonly persistent: boolean };
 }
 
 export class GuestStress {
@@ -45,6 +48,7 @@ export class GuestStress {
   storm: StormSender | undefined;
   private readonly xsWork: XsWorkload | undefined;
   private readonly abuser: XsAbuser | undefined;
+  readonly blk: BlkStressFrontend | undefined;
   private busyActs = 0;
 
   constructor(readonly host: StressHost, private readonly xs: XsHandle, private readonly opts: GuestStressOptions) {
@@ -52,6 +56,7 @@ export class GuestStress {
     this.front = new VstressFront(host, this.pages, { hostile: opts.hostile, mutant: opts.frontMutant, depth: opts.depth, oracle: opts.oracle });
     if (opts.hostile) this.abuser = new XsAbuser(host, xs, opts.quota);
     else this.xsWork = new XsWorkload(host, xs);
+    this.blk = opts.blk !== undefined && !opts.hostile ? new BlkStressFrontend(host, xs, opts.depth, opts.blk.persistent) : undefined;
   }
 
   private get k(): DomainKernel { return this.host.k; }
@@ -62,8 +67,10 @@ export class GuestStress {
     const bus = createFrontendBus<number>(this.xs, asDomId(this.k.domid), VSTRESS_TYPE, () => this.front.hooks());
     this.bus = bus;
     const r = await bus.start();
+    if (!r.ok) return false;
+    if (this.blk !== undefined && !(await this.blk.start())) return false;
     this.xsWork?.start();
-    return r.ok;
+    return true;
   }
 
   /** Offers dom0 a port to echo on; the pings start once dom0 has bound it (startPing). */
@@ -219,5 +226,6 @@ export class GuestStress {
 
   async stop(): Promise<void> {
     await this.bus?.stop();
+    await this.blk?.stop();
   }
 }

@@ -9,11 +9,9 @@
  * (the bug is added after the real operation, as a missing or extra step);
  * driver mutants are switches in stress/vstress.ts and stress/events.ts.
  *
- * Driver plug-in hook: when dom0/blkback lands, its mutants (the issue's "a
- * blkback that acknowledges before writing") are added here the same way —
- * a `back` switch the blkback stress plug-in passes to its backend — and are
- * caught by the same 'acked-writes-read-back' checker that catches
- * vstress's 'ack-before-write' today.
+ * Driver mutants: the real blkback's (the issue's "a blkback that
+ * acknowledges before writing") is a `blk` switch the block plug-in
+ * (blk-plugin.ts) passes to its backend; netback's join the same way.
  */
 import { GNTMAP, GNTTABOP, GNTTAB_UNMAP, GRANT_ENTRY_V1, GTF } from '../shared/abi/grant.ts';
 import { HYPERVISOR } from '../shared/abi/xen.ts';
@@ -27,6 +25,7 @@ import type { XsHandled } from '../dom0/xenstore/xenstored.ts';
 import type { EchoMutant, StormMutant } from './events.ts';
 import type { InjectorName } from './injectors.ts';
 import type { BackMutant, FrontMutant } from './vstress.ts';
+import type { BlkMutant } from './blk-plugin.ts';
 
 export const MUTANT_NAMES = [
   'hv-forget-maptrack',
@@ -43,6 +42,7 @@ export const MUTANT_NAMES = [
   'storm-per-send-handler',
   'xenstored-no-perms',
   'xenstored-no-quota',
+  'blkback-ack-before-write',
 ] as const;
 export type MutantName = (typeof MUTANT_NAMES)[number];
 
@@ -59,6 +59,8 @@ export interface Mutant {
   readonly front?: FrontMutant;
   readonly echo?: EchoMutant;
   readonly storm?: StormMutant;
+  /** The real blkback's mutant (the run enables the block drivers). */
+  readonly blk?: BlkMutant;
 }
 
 // ---------------------------------------------------------------- hypervisors
@@ -229,6 +231,10 @@ export const MUTANTS: readonly Mutant[] = [
     name: 'xenstored-no-quota', description: 'xenstored enforces no node or transaction quota',
     caughtBy: ['xenstore-limits'], injectors: ['xs-quota', 'xs-tx-storm'],
     xenstored: (o) => new XenStored({ ...o, quota: { ...o.quota, nodes: 1_000_000, transactions: 1_000 } }),
+  },
+  {
+    name: 'blkback-ack-before-write', description: 'blkback acknowledges writes before they reach the disk (the issue\'s own mutant, on the real driver)',
+    caughtBy: ['acked-writes-read-back'], injectors: [], blk: 'ack-before-write',
   },
 ];
 

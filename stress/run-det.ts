@@ -6,7 +6,7 @@
  * produce the same trace hash and the same report (timings aside).
  */
 import { CheckRunner } from './checkers.ts';
-import type { StressConfig } from './config.ts';
+import { replayCommand, type StressConfig } from './config.ts';
 import { DetWorld } from './det-world.ts';
 import { INJECTOR_NAMES } from './injectors.ts';
 import { mutant } from './mutants.ts';
@@ -23,13 +23,6 @@ export interface DetRunOptions {
   readonly replay?: string;
   /** Called after each check (tests). */
   readonly onCheck?: (view: WorldView) => void;
-}
-
-/** [replayCommand cfg] is the xensim command line for a deterministic configuration. */
-export function replayCommand(cfg: StressConfig): string {
-  const parts = ['xensim stress --deterministic', `--seed ${cfg.seed}`, `--steps ${cfg.steps}`];
-  if (cfg.mutant !== undefined) parts.push(`--mutant ${cfg.mutant}`);
-  return parts.join(' ');
 }
 
 export async function runDeterministic(cfg: StressConfig, o: DetRunOptions = {}): Promise<RunReport> {

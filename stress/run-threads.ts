@@ -19,7 +19,7 @@ import { asDomId } from '../shared/types.ts';
 import { Machine, type DomainHandle } from '../toolstack/machine.ts';
 import type { StressDom0Agent, StressDomUAgent, WorkerBooks } from './agents.ts';
 import { CheckRunner } from './checkers.ts';
-import type { GuestSpec, StressConfig } from './config.ts';
+import { replayCommand, type GuestSpec, type StressConfig } from './config.ts';
 import type { GuestAct } from './guest-stress.ts';
 import { INJECTOR_NAMES, injector, type GuestInfo, type InjectionTarget, type InjectorName } from './injectors.ts';
 import { mutant } from './mutants.ts';
@@ -27,6 +27,7 @@ import { Prng } from './prng.ts';
 import { memoryStats, type RunReport } from './report.ts';
 import type { DomainBooks, DomainView, WorldView } from './view.ts';
 import { VSTRESS_DEVID, VSTRESS_TYPE } from './vstress.ts';
+import { vbdDeviceSpec } from './blk-plugin.ts';
 
 const DOM0_ENTRY = new URL('./dom0-main.ts', import.meta.url);
 const DOMU_ENTRY = new URL('./domu-main.ts', import.meta.url);
@@ -64,11 +65,16 @@ class ThreadWorld implements InjectionTarget {
     const agent = h.agent as unknown as Remote<StressDomUAgent>;
     const g: ThreadGuest = { domid: h.domid, spec, h, agent, last: undefined };
     this.guestsByDomid.set(h.domid, g);
-    if (!(await agent.stressSetup({ seed: this.cfg.seed, hostile: spec.hostile, depth: this.cfg.depth, quota: this.cfg.quota, frontMutant: m?.front }))) {
+    const blk = this.cfg.blk && !spec.hostile;
+    if (!(await agent.stressSetup({ seed: this.cfg.seed, hostile: spec.hostile, depth: this.cfg.depth, quota: this.cfg.quota, frontMutant: m?.front, blk: blk ? { persistent: this.cfg.blkPersistent } : undefined }))) {
       throw new Error(`d${h.domid}: the vstress frontend bus did not start`);
     }
     const dev = await this.d0.createDeviceDirs({ type: VSTRESS_TYPE, frontDom: asDomId(h.domid), backDom: asDomId(0), devid: VSTRESS_DEVID });
     if (!dev.ok) throw new Error(`createDeviceDirs d${h.domid}: ${dev.error}`);
+    if (blk) {
+      const vbd = await this.d0.createDeviceDirs(vbdDeviceSpec(h.domid));
+      if (!vbd.ok) throw new Error(`createDeviceDirs vbd d${h.domid}: ${vbd.error}`);
+    }
     await this.d0.bindPing(h.domid, await agent.offerPing());
     await agent.startPing();
     if (spec.hostile) await this.d0.bindStorm(h.domid, await agent.offerStorm());
@@ -108,6 +114,7 @@ class ThreadWorld implements InjectionTarget {
     this.destroyed++;
     await this.d0.guestGone(g.domid);
     await this.d0.removeDeviceDirs({ type: VSTRESS_TYPE, frontDom: asDomId(g.domid), backDom: asDomId(0), devid: VSTRESS_DEVID });
+    if (this.cfg.blk) await this.d0.removeDeviceDirs(vbdDeviceSpec(g.domid));
   }
 
   async settleCleanups(): Promise<void> {
@@ -173,10 +180,6 @@ export interface ThreadRunOptions {
   readonly log?: (line: string) => void;
 }
 
-export function threadsReplayCommand(cfg: StressConfig): string {
-  return `xensim stress --seed ${cfg.seed} --duration ${Math.round(cfg.durationMs / 1000)}${cfg.mutant !== undefined ? ` --mutant ${cfg.mutant}` : ''}`;
-}
-
 export async function runThreads(cfg: StressConfig, o: ThreadRunOptions = {}): Promise<RunReport> {
   const t0 = performance.now();
   const m = cfg.mutant === undefined ? undefined : mutant(cfg.mutant);
@@ -195,7 +198,9 @@ export async function runThreads(cfg: StressConfig, o: ThreadRunOptions = {}): P
       entry: DOM0_ENTRY, kind: 'dom0', kernel: { grantFrames: 1 },
     });
     const d0 = h0.agent as unknown as Remote<StressDom0Agent>;
-    if (!(await d0.stressSetup({ seed: cfg.seed, backMutant: m?.back, echoMutant: m?.echo, stormMutant: m?.storm }))) throw new Error('the vstress backend bus did not start');
+    if (!(await d0.stressSetup({ seed: cfg.seed, backMutant: m?.back, echoMutant: m?.echo, stormMutant: m?.storm, blk: cfg.blk ? { mutant: m?.blk } : undefined }))) {
+      throw new Error('the stress backends did not start');
+    }
     const world = new ThreadWorld(cfg, machine, h0, d0);
     w = world;
     const log = o.log ?? (() => {});
@@ -264,7 +269,7 @@ export async function runThreads(cfg: StressConfig, o: ThreadRunOptions = {}): P
       backendRestarts: restarts, xsRequests,
     },
     memory: memoryStats(rss),
-    replay: o.replay ?? threadsReplayCommand(cfg),
+    replay: o.replay ?? replayCommand(cfg),
     error,
   };
 }

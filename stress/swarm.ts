@@ -35,7 +35,7 @@ function errorReport(seed: number, mode: StressMode, e: unknown): RunReport {
     config: { guests: [], injectors: [], depth: 0 },
     checkers: [], faults: [], violations: [],
     stats: { steps: 0, elapsedMs: 0, hypercalls: 0, domainsCreated: 0, domainsDestroyed: 0, ringRequests: 0, ringResponses: 0, pings: 0, stormEvents: 0, backendRestarts: 0, xsRequests: 0 },
-    replay: `xensim stress${mode === 'deterministic' ? ' --deterministic' : ''} --seed ${seed}`,
+    replay: `xensim stress${mode === 'deterministic' ? ' --deterministic' : ''} --seed ${seed} (the run itself failed: ${e instanceof Error ? e.message : String(e)})`,
     error: e instanceof Error ? `${e.name}: ${e.message}` : String(e),
   };
 }

@@ -33,6 +33,8 @@ interface StressCliOptions {
   readonly hostile?: number;
   readonly jobs?: number;
   readonly maxRssGrowth?: number;
+  readonly faultRate?: number;
+  readonly blk?: boolean;
   readonly verbose?: boolean;
   readonly list?: boolean;
 }
@@ -90,6 +92,8 @@ export async function runStressCommand(o: StressCliOptions, ctx: CliContext): Pr
     mutant: o.mutant,
     guests: o.guests,
     hostile: o.hostile,
+    faultRate: o.faultRate,
+    blk: o.blk,
   };
   if (o.seeds !== undefined) {
     const { runSwarm } = await import('../../stress/swarm.ts');
@@ -138,6 +142,9 @@ export function registerStress(program: Command, ctx: CliContext): void {
       if (!Number.isInteger(n) || n < 0 || n > 15) throw new InvalidArgumentError('--hostile must be an integer from 0 to 15.');
       return n;
     })
+    .option('--fault-rate <P>', 'chance per scheduler step (threads: per 10 ms) that an injector fires', positive('--fault-rate', 1, false))
+    .option('--blk', 'well-behaved guests also run blkfront against blkback (default: drawn from the seed)')
+    .option('--no-blk', 'no real block drivers')
     .option('--jobs <N>', 'pool threads for --seeds', positive('--jobs', 256))
     .option('--max-rss-growth <MiB>', 'threads: fail when resident memory grows more than this from boot to the end (soaks)', positive('--max-rss-growth', 1 << 20))
     .option('-v, --verbose', 'every violation, and a line per seed')

@@ -14,7 +14,7 @@ describe('xensim stress on real threads', function () {
   this.timeout(120_000);
 
   it('runs every injector against workers for a few seconds without breaking an invariant', async () => {
-    const cfg = configForSeed(3, 'threads', { durationMs: 3000, faults: 'all', guests: 3, hostile: 1 });
+    const cfg = configForSeed(3, 'threads', { durationMs: 3000, faults: 'all', guests: 3, hostile: 1, blk: false });
     const r = await runThreads(cfg, { maxRssGrowthMiB: 512 });
     if (!r.ok) console.log(formatReport(r, true));
     expect(r.error, r.error).to.equal(undefined);
@@ -35,11 +35,13 @@ describe('xensim stress on real threads', function () {
     console.log(`      ${r.stats.ringRequests} ring requests, ${r.stats.pings} pings, ${r.stats.stormEvents} storm events, ${r.faults.reduce((n, f) => n + f.fired, 0)} faults in ${(r.stats.elapsedMs / 1000).toFixed(1)} s; rss ${r.memory?.startMiB.toFixed(0)} → ${r.memory?.endMiB.toFixed(0)} MiB`);
   });
 
-  it('catches a broken backend on real threads too (the double fetch of XSA-155)', async () => {
-    const cfg = configForSeed(4, 'threads', { durationMs: 1500, faults: 'none', guests: 2, hostile: 0, mutant: 'back-double-fetch' });
+  it('runs the real block drivers on workers and catches a blkback that acknowledges before writing', async () => {
+    const cfg = configForSeed(4, 'threads', { durationMs: 1500, faults: 'none', guests: 2, hostile: 0, blk: true, mutant: 'blkback-ack-before-write' });
     const r = await runThreads(cfg);
+    expect(r.error, r.error).to.equal(undefined);
     expect(r.ok).to.equal(false);
-    expect(r.violations.map((v) => v.checker)).to.include('ring-protocol');
-    expect(r.replay).to.equal('xensim stress --seed 4 --duration 2 --mutant back-double-fetch');
+    expect(r.violations.map((v) => v.checker)).to.include('acked-writes-read-back');
+    expect(r.violations.find((v) => v.checker === 'acked-writes-read-back')?.message).to.match(/xvda block \d+: read back .* after blkback acknowledged gen \d+/);
+    expect(r.replay).to.equal('xensim stress --seed 4 --duration 1.5 --faults none --guests 2 --hostile 0 --blk --mutant blkback-ack-before-write');
   });
 });

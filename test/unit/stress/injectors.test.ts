@@ -16,7 +16,7 @@ const STEPS: Partial<Record<InjectorName, number>> = { 'xs-quota': 8000 };
 
 async function fire(name: InjectorName, seed = 4): Promise<Outcome> {
   let last: WorldView | undefined;
-  const cfg = configForSeed(seed, 'deterministic', { steps: STEPS[name] ?? 3000, guests: 3, hostile: 1, injectors: [name], faultRate: 1 / 60 });
+  const cfg = configForSeed(seed, 'deterministic', { steps: STEPS[name] ?? 3000, guests: 3, hostile: 1, injectors: [name], faultRate: 1 / 60, blk: false });
   const r = await runDeterministic(cfg, { onCheck: (v) => { last = v; } });
   expect(r.error, r.error).to.equal(undefined);
   expect(r.violations, JSON.stringify(r.violations.slice(0, 3))).to.deep.equal([]);

@@ -16,7 +16,7 @@ const SEED = 2;
 
 function scenario(m: Mutant): ConfigOverrides {
   const hostile = m.injectors.some((i) => i !== 'domain-destroy' && i !== 'backend-restart');
-  return { steps: 4000, guests: 3, hostile: hostile ? 1 : 0, injectors: m.injectors, faultRate: m.injectors.length > 0 ? 1 / 150 : 0 };
+  return { steps: 4000, guests: 3, hostile: hostile ? 1 : 0, injectors: m.injectors, faultRate: m.injectors.length > 0 ? 1 / 150 : 0, blk: m.blk !== undefined };
 }
 
 const controls = new Map<string, Promise<RunReport>>();

@@ -38,7 +38,7 @@ describe('stress deterministic replay', function () {
     expect(b.violations).to.deep.equal(a.violations);
     expect(b.trace).to.deep.equal(a.trace);
     expect(a.trace?.length).to.be.at.least(20);
-    expect(a.replay).to.equal('xensim stress --deterministic --seed 6 --steps 3000 --mutant back-stale-id');
+    expect(a.replay).to.equal('xensim stress --deterministic --seed 6 --steps 3000 --faults none --guests 2 --hostile 0 --mutant back-stale-id');
     const text = formatReport(a);
     expect(text).to.contain('FAILED').and.contain('[ring-protocol]').and.contain('reproduce with: xensim stress --deterministic --seed 6').and.contain('scheduler decisions');
   });
