@@ -10,6 +10,7 @@ import { domainDirs, createDeviceDirs, initiateDeviceRemove, removeDeviceDirs, t
 import type { XenbusDeviceId } from '../shared/xenbus/paths.ts';
 import { asDomId } from '../shared/types.ts';
 import type { BlkbackDriver } from './blkback/xenbus.ts';
+import type { BlkbackCounters } from './blkback/blkback.ts';
 
 function xs<T>(r: { ok: true; value: T } | { ok: false; error: unknown }): AgentResult<T> {
   return r.ok ? { ok: true, value: r.value } : { ok: false, error: typeof r.error === 'object' ? JSON.stringify(r.error) : String(r.error) };
@@ -36,10 +37,10 @@ export class Dom0Agent extends GuestAgent {
   async removeDeviceDirs(id: XenbusDeviceId): Promise<AgentResult<void>> { return xs(await removeDeviceDirs(this.xs, id)); }
 
   /** Block backends served here: xentop's VBD counters per device ("<frontDom>/<devid>"). */
-  vbdStats(): { key: string; frontDom: number; devid: number; counters: Record<string, number> }[] {
+  vbdStats(): { key: string; frontDom: number; devid: number; counters: BlkbackCounters }[] {
     return [...(this.vbd?.devices ?? new Map()).entries()].map(([key, dev]) => {
       const [f, d] = key.split('/').map(Number) as [number, number];
-      return { key, frontDom: f, devid: d, counters: dev.snapshot() as Record<string, number> };
+      return { key, frontDom: f, devid: d, counters: dev.snapshot() };
     });
   }
 
