@@ -262,9 +262,9 @@ export class BackRing<Req, Rsp> {
   }
 
   /** Copies the encoded private slot into the ring at rspProdPvt (still unpublished), then ++. */
-  private publishResponseSlot(slot: PrivateSlot, size: number = slot.bytes.length): RingIdx {
+  private publishResponseSlot(slot: PrivateSlot): RingIdx {
     const i = this.rspProdPvtIdx;
-    this.sring.copySlotIn(i, slot, size);
+    this.sring.copySlotIn(i, slot);
     this.rspProdPvtIdx = idxAdd(i, 1);
     return i;
   }

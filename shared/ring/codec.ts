@@ -137,10 +137,10 @@ export interface FlatCodec<T> extends RingCodec<T> {
    * Writes v as the words w[0, n) and returns n ≤ SIZE / 4, every byte of
    * them defined (padding zeroed). Words from n on are not part of this entry
    * (a blkif request's unused segments; the union's tail) and its peer never
-   * reads them, so a ring copies only the n words into the slot, as Xen's
-   * frontends fill only the segments they use. What the slot keeps there is
-   * data already shared on this ring, never private memory (XSA-216 holds).
-   * The byte-level `encode` zeroes them instead.
+   * reads them (the protocol bounds them by nr_segments or the operation), so
+   * a ring copies only the n words into the slot. What the slot keeps there
+   * is data already shared on this ring, never private memory (XSA-216
+   * holds). The byte-level `encode` zeroes them instead.
    */
   encodeWords(w: Int32Array, v: T): number;
   /**

@@ -124,7 +124,8 @@ export class FrontRing<Req, Rsp> {
    * made by codec.create() and refilled per request) is encoded as words into
    * the private slot and copied into the ring slot in one piece, allocating
    * nothing. Only the words that make up this entry are copied (a blkif
-   * request's used segments, as blkfront fills them; see
+   * request's header and used segments; the slot's tail keeps what it held,
+   * ring data already shared, never private memory: see
    * FlatCodec.encodeWords). This is the data-path method for frontends, with
    * BLKIF_RING_FLAT / NETIF_*_RING_FLAT codecs.
    */
@@ -153,9 +154,9 @@ export class FrontRing<Req, Rsp> {
   }
 
   /** Copies the encoded private slot into the ring at reqProdPvt (still unpublished), then ++. */
-  private publishRequestSlot(slot: PrivateSlot, size: number = slot.bytes.length): RingIdx {
+  private publishRequestSlot(slot: PrivateSlot): RingIdx {
     const i = this.reqProdPvtIdx;
-    this.sring.copySlotIn(i, slot, size);
+    this.sring.copySlotIn(i, slot);
     this.reqProdPvtIdx = idxAdd(i, 1);
     return i;
   }

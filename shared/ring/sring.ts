@@ -156,11 +156,9 @@ export class SharedRing {
     else this.region.copyIn(off, slot.bytes, 0, words * 4);
   }
 
-  /**
-   * [copySlotIn i slot size] copies the first size bytes of the private slot
-   * into the entry for index i, in one piece.
-   */
-  copySlotIn(i: RingIdx, slot: PrivateSlot, size: number = slot.bytes.length): void {
+  /** [copySlotIn i slot] copies the private slot (all of it) into the entry for index i, in one piece. */
+  copySlotIn(i: RingIdx, slot: PrivateSlot): void {
+    const size = slot.bytes.length;
     const off = SRING.ring + (i & this.mask) * this.entryBytes;
     const wr = this.wordRegion;
     if (wr !== null && (size & 3) === 0) wr.copyInWords(off, slot.words, 0, size >>> 2);
