@@ -167,7 +167,9 @@ const ringProtocol: Checker = {
         if (f.maxRspOutstanding > f.size) v.push({ checker: c, domid: f.domid, message: `${f.id}: rsp_prod − rsp_cons reached ${f.maxRspOutstanding} > ${f.size}` });
       }
       for (const b of d.books.ringBacks) {
-        if (b.slotReads > b.consumed) v.push({ checker: c, domid: d.domid, message: `${b.id}: ${b.slotReads} request-slot reads for ${b.consumed} requests consumed (double fetch)` });
+        if (b.slotBytesRead > b.consumed * b.requestBytes) {
+          v.push({ checker: c, domid: d.domid, message: `${b.id}: ${b.slotBytesRead} bytes read from request slots for ${b.consumed} requests of ${b.requestBytes} bytes consumed (double fetch)` });
+        }
         if (b.consumedAfterCutOff > 0) v.push({ checker: c, domid: d.domid, message: `${b.id}: ${b.consumedAfterCutOff} requests consumed after the ring was cut off` });
         if (!hostile.has(b.domid)) {
           if (b.cutOff !== undefined) v.push({ checker: c, domid: b.domid, message: `${b.id}: a well-behaved frontend's ring was cut off (${b.cutOff})` });

@@ -119,7 +119,8 @@ export function configForSeed(seed: number, mode: StressMode, o: ConfigOverrides
     // Deterministic runs configure their own xenstored; threads runs use dom0's, with cxenstored's defaults.
     quota: mode === 'deterministic' ? { nodes: 150, watches: 32, transactions: 6, entrySize: 1024 } : { nodes: CXENSTORED_QUOTA.nodes, watches: CXENSTORED_QUOTA.watches, transactions: CXENSTORED_QUOTA.transactions, entrySize: CXENSTORED_QUOTA.entrySize },
     depth: 1 + rng.int(8),
-    maxGuestsCreated: nGuests + 3,
+    // Destroyed guests are replaced: a few, plus one per 10 s of run (a soak keeps churning).
+    maxGuestsCreated: nGuests + 3 + Math.floor(mode === 'deterministic' ? (o.steps ?? 3 * STEPS_PER_SECOND) / (10 * STEPS_PER_SECOND) : (o.durationMs ?? 3000) / 10_000),
     stormEvents: mode === 'deterministic' ? 20_000 : 1_000_000,
     mutant: o.mutant,
     memBytes: 64 << 20,

@@ -151,34 +151,36 @@ export function takeBallooned(k: DomainKernel, books: DomainBooks): Pfn | undefi
 }
 
 /**
- * A MemRegion over a ring that counts the backend's reads of request slots
- * (anything at or after the 64-byte header): one copy per consumed request
- * is RING_COPY_REQUEST; more is a double fetch.
+ * A MemRegion over a ring that counts the bytes the backend reads from the
+ * request slots (anything at or after the 64-byte header). RING_COPY_REQUEST
+ * reads each shared byte of a request once — in one piece, or as a prefix and
+ * then the rest — so a backend that fetches a request (or a field of it) again
+ * reads more bytes than the requests it consumed (XSA-155).
  */
 export class CountingRegion implements MemRegion {
-  slotReads = 0;
+  slotBytesRead = 0;
   readonly pageCount: number;
   constructor(private readonly inner: MemRegion, pageCount: number) { this.pageCount = pageCount; }
   get byteLength(): number { return this.inner.byteLength; }
-  private r(off: number): void { if (off >= SRING.ring) this.slotReads++; }
-  getU8(off: number): number { this.r(off); return this.inner.getU8(off); }
+  private r(off: number, len: number): void { if (off >= SRING.ring) this.slotBytesRead += len; }
+  getU8(off: number): number { this.r(off, 1); return this.inner.getU8(off); }
   setU8(off: number, v: number): void { this.inner.setU8(off, v); }
-  getU16(off: number): number { this.r(off); return this.inner.getU16(off); }
+  getU16(off: number): number { this.r(off, 2); return this.inner.getU16(off); }
   setU16(off: number, v: number): void { this.inner.setU16(off, v); }
-  getI16(off: number): number { this.r(off); return this.inner.getI16(off); }
+  getI16(off: number): number { this.r(off, 2); return this.inner.getI16(off); }
   setI16(off: number, v: number): void { this.inner.setI16(off, v); }
-  getU32(off: number): number { this.r(off); return this.inner.getU32(off); }
+  getU32(off: number): number { this.r(off, 4); return this.inner.getU32(off); }
   setU32(off: number, v: number): void { this.inner.setU32(off, v); }
-  getU64(off: number): bigint { this.r(off); return this.inner.getU64(off); }
+  getU64(off: number): bigint { this.r(off, 8); return this.inner.getU64(off); }
   setU64(off: number, v: bigint): void { this.inner.setU64(off, v); }
   atomicLoadU32(off: number): number { return this.inner.atomicLoadU32(off); }
   atomicStoreU32(off: number, v: number): void { this.inner.atomicStoreU32(off, v); }
   atomicAddU32(off: number, v: number): number { return this.inner.atomicAddU32(off, v); }
   atomicCmpxchgU32(off: number, expected: number, replacement: number): number { return this.inner.atomicCmpxchgU32(off, expected, replacement); }
-  copyOut(off: number, into: Uint8Array, intoOff?: number, len?: number): void { this.r(off); this.inner.copyOut(off, into, intoOff, len); }
+  copyOut(off: number, into: Uint8Array, intoOff = 0, len = into.length - intoOff): void { this.r(off, len); this.inner.copyOut(off, into, intoOff, len); }
   copyIn(off: number, from: Uint8Array, fromOff?: number, len?: number): void { this.inner.copyIn(off, from, fromOff, len); }
   copyOutWords(off: number, into: Int32Array, intoWord: number, words: number): void {
-    this.r(off);
+    this.r(off, words * 4);
     (this.inner as MemRegion & { copyOutWords(o: number, i: Int32Array, w: number, n: number): void }).copyOutWords(off, into, intoWord, words);
   }
   copyInWords(off: number, from: Int32Array, fromWord: number, words: number): void {

@@ -53,6 +53,8 @@ export interface RunReport {
     readonly steps?: number;
     readonly durationMs?: number;
     readonly depth: number;
+    /** The real block drivers ran too (and whether with persistent grants). */
+    readonly blk?: { readonly persistent: boolean };
   };
   readonly checkers: readonly CheckTally[];
   readonly faults: readonly FaultTally[];
@@ -95,7 +97,7 @@ export function formatReport(r: RunReport, verbose = false): string {
   const out: string[] = [];
   const guests = r.config.guests.map((g) => `${g.name}(${g.model}${g.hostile ? ',hostile' : ''})`).join(' ');
   out.push(`xensim stress: seed ${r.seed}, ${r.mode}${r.mutant !== undefined ? `, mutant ${r.mutant}` : ''}: ${r.ok ? 'OK' : 'FAILED'}`);
-  out.push(`  guests: ${guests}; queue depth ${r.config.depth}`);
+  out.push(`  guests: ${guests}; queue depth ${r.config.depth}; ${r.config.blk === undefined ? 'vstress only' : `vstress and blkfront/blkback (${r.config.blk.persistent ? 'persistent grants' : 'map per request'})`}`);
   const s = r.stats;
   out.push(`  ${r.mode === 'deterministic' ? `${s.steps} steps` : `${s.steps} ms`} in ${s.elapsedMs.toFixed(0)} ms: ${s.hypercalls} hypercalls, ${s.ringRequests} ring requests, ${s.pings} pings, ${s.stormEvents} storm events, ${s.xsRequests} xenstore requests, ${s.domainsCreated} domains created, ${s.domainsDestroyed} destroyed, ${s.backendRestarts} backend restarts`);
   if (r.traceHash !== undefined) out.push(`  trace hash ${r.traceHash}`);

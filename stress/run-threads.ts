@@ -255,7 +255,7 @@ export async function runThreads(cfg: StressConfig, o: ThreadRunOptions = {}): P
   const ok = error === undefined && checks.violations.length === 0;
   return {
     seed: cfg.seed, mode: 'threads', mutant: cfg.mutant, ok,
-    config: { guests: cfg.guests.map((g) => ({ name: g.name, model: g.model, hostile: g.hostile })), injectors: cfg.injectors, durationMs: cfg.durationMs, depth: cfg.depth },
+    config: { guests: cfg.guests.map((g) => ({ name: g.name, model: g.model, hostile: g.hostile })), injectors: cfg.injectors, durationMs: cfg.durationMs, depth: cfg.depth, blk: cfg.blk ? { persistent: cfg.blkPersistent } : undefined },
     checkers: checks.tallies,
     faults: INJECTOR_NAMES.map((n) => ({ name: n, enabled: cfg.injectors.includes(n), fired: w?.fired.get(n) ?? 0 })),
     violations: checks.violations,

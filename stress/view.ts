@@ -65,8 +65,10 @@ export interface RingBackBooks {
   size: number;
   /** Requests consumed (req_cons advanced). */
   consumed: number;
-  /** Copies out of request slots: exactly one per consumed request (XSA-155). */
-  slotReads: number;
+  /** Bytes read from request slots: each request's bytes once, so at most consumed × requestBytes (XSA-155). */
+  slotBytesRead: number;
+  /** sizeof the request the backend copies out of a slot. */
+  readonly requestBytes: number;
   responses: number;
   errorsSent: number;
   /** Largest req_prod − req_cons seen while the ring was plausible. */

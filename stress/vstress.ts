@@ -569,7 +569,7 @@ export class VstressBack {
       return `ring-ref ${f.ringRef}: req_prod ${reqProd} is more than a ring past rsp_prod ${rspProd}`;
     }
     const books: RingBackBooks = {
-      id: `d${frontDom}/${VSTRESS_DEVID}#${this.connections}`, domid: frontDom, size: ring.size, consumed: 0, slotReads: 0, responses: 0,
+      id: `d${frontDom}/${VSTRESS_DEVID}#${this.connections}`, domid: frontDom, size: ring.size, consumed: 0, slotBytesRead: 0, requestBytes: blkifRequestCodec.SIZE, responses: 0,
       errorsSent: 0, maxReqOutstanding: 0, cutOff: undefined, consumedAfterCutOff: 0,
     };
     this.host.books.ringBacks.push(books);
@@ -628,7 +628,7 @@ export class VstressBack {
         await p.point('vsb:copy');
         if (s.stop) break;
         await this.serveOne(p, s);
-        s.books.slotReads = s.region.slotReads;
+        s.books.slotBytesRead = s.region.slotBytesRead;
       }
     }
     // Whatever the mutant still holds back is lost with the session.

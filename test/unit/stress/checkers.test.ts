@@ -95,11 +95,11 @@ describe('stress checkers over hand-built views', () => {
   it('ring-protocol reports double fetches, unknown and duplicated ids, and a good frontend cut off', () => {
     const w = world();
     books(w, 1).ringFronts.push({ id: 'd1/0#1', domid: 1, hostile: false, size: 32, issued: 9, completed: 8, unknownIds: 1, duplicates: 2, errors: 0, maxRspOutstanding: 3, hostileActs: 0, badResponses: 0 });
-    books(w, 0).ringBacks.push({ id: 'd1/0#1', domid: 1, size: 32, consumed: 9, slotReads: 18, responses: 9, errorsSent: 0, maxReqOutstanding: 4, cutOff: 'req-prod-overflow', consumedAfterCutOff: 0 });
+    books(w, 0).ringBacks.push({ id: 'd1/0#1', domid: 1, size: 32, consumed: 9, slotBytesRead: 9 * 112 + 4, requestBytes: 112, responses: 9, errorsSent: 0, maxReqOutstanding: 4, cutOff: 'req-prod-overflow', consumedAfterCutOff: 0 });
     const v = violations('ring-protocol', w).join('\n');
-    expect(v).to.match(/1 responses for ids never issued/).and.match(/2 duplicated responses/).and.match(/18 request-slot reads for 9 requests consumed/).and.match(/well-behaved frontend's ring was cut off/);
+    expect(v).to.match(/1 responses for ids never issued/).and.match(/2 duplicated responses/).and.match(/1012 bytes read from request slots for 9 requests of 112 bytes/).and.match(/well-behaved frontend's ring was cut off/);
     const h = world();
-    books(h, 0).ringBacks.push({ id: 'd2/0#1', domid: 2, size: 32, consumed: 3, slotReads: 3, responses: 3, errorsSent: 3, maxReqOutstanding: 40, cutOff: 'req-prod-overflow', consumedAfterCutOff: 0 });
+    books(h, 0).ringBacks.push({ id: 'd2/0#1', domid: 2, size: 32, consumed: 3, slotBytesRead: 3 * 112, requestBytes: 112, responses: 3, errorsSent: 3, maxReqOutstanding: 40, cutOff: 'req-prod-overflow', consumedAfterCutOff: 0 });
     expect(violations('ring-protocol', h)).to.deep.equal([]); // a hostile frontend cut off is the point
     books(h, 0).ringBacks[0]!.consumedAfterCutOff = 1;
     expect(violations('ring-protocol', h)).to.have.length(1);
