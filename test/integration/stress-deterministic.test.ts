@@ -29,15 +29,15 @@ describe('xensim stress, deterministic', function () {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('runs a swarm of seeds on a piscina pool, each with its own fault mix, all clean', async () => {
-    const r = await runSwarm({ seeds: [1, 2, 3, 4, 5, 6], mode: 'deterministic', overrides: { steps: 6000 }, jobs: 2 });
+    const r = await runSwarm({ seeds: [1, 2, 3, 4], mode: 'deterministic', overrides: { steps: 6000 }, jobs: 2 });
     for (const x of r.runs) expect(x.ok, `seed ${x.seed}: ${x.error ?? JSON.stringify(x.violations.slice(0, 2))}`).to.equal(true);
-    expect(r.runs.map((x) => x.seed)).to.deep.equal([1, 2, 3, 4, 5, 6]);
+    expect(r.runs.map((x) => x.seed)).to.deep.equal([1, 2, 3, 4]);
     expect(r.summary.failed).to.deep.equal([]);
-    expect(new Set(r.runs.map((x) => x.traceHash)).size).to.equal(6);
-    expect(new Set(r.runs.map((x) => JSON.stringify(x.config.injectors))).size).to.be.at.least(4);
+    expect(new Set(r.runs.map((x) => x.traceHash)).size).to.equal(4);
+    expect(new Set(r.runs.map((x) => JSON.stringify(x.config.injectors))).size).to.equal(4);
     const fired = r.summary.faults.filter((f) => f.fired > 0).map((f) => f.name);
-    expect(fired.length).to.be.at.least(10);
-    console.log(`      ${r.runs.reduce((a, x) => a + x.stats.steps, 0)} steps over 6 seeds in ${(r.summary.elapsedMs / 1000).toFixed(1)} s; ${r.summary.faults.reduce((a, f) => a + f.fired, 0)} faults fired`);
+    expect(fired.length).to.be.at.least(8);
+    console.log(`      ${r.runs.reduce((a, x) => a + x.stats.steps, 0)} steps over 4 seeds in ${(r.summary.elapsedMs / 1000).toFixed(1)} s; ${r.summary.faults.reduce((a, f) => a + f.fired, 0)} faults fired`);
   });
 
   it('prints the table, writes the JSON and exits 0 on a clean run', async () => {
@@ -61,7 +61,7 @@ describe('xensim stress, deterministic', function () {
 
   it('summarises a seed range and exits 1 if any seed failed', async () => {
     const json = join(dir, 'swarm.json');
-    const ok = await xensim('stress', '--deterministic', '--seeds', '7..8', '--duration', '0.3', '--jobs', '2', '--json', json);
+    const ok = await xensim('stress', '--deterministic', '--seeds', '7..8', '--duration', '0.2', '--jobs', '2', '--json', json);
     expect(ok.code, ok.out + ok.err).to.equal(0);
     expect(ok.out).to.contain('2 seeds').and.contain('0 failed');
     const j = JSON.parse(readFileSync(json, 'utf8')) as { summary: { seeds: number }; runs: RunReport[] };
