@@ -1,0 +1,124 @@
+/**
+ * `xensim bench` end to end at a tiny size: the built-in default through the
+ * real entry point (bin/xensim.mjs, as a user runs it), a grant-strategy
+ * sweep whose counters show each strategy at work in dom0, and the errors
+ * its options give.
+ */
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { run } from '../../cli/main.ts';
+import { validateResults } from '../../cli/report/schema.ts';
+import type { XensimResults } from '../../cli/report/results.ts';
+import { networkUnavailable } from '../../cli/run/network.ts';
+
+const ROOT = join(import.meta.dirname, '../..');
+const BIN = join(ROOT, 'bin/xensim.mjs');
+
+function child(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, NODE_OPTIONS: '', ...env } });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    c.on('error', reject);
+    c.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+async function inProcess(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await run(['node', 'xensim', ...args], { out: (s) => (out += s), err: (s) => (err += s) });
+  return { code, out, err };
+}
+
+function results(file: string): XensimResults {
+  const v = validateResults(JSON.parse(readFileSync(file, 'utf8')) as unknown, file);
+  if (!v.ok) throw new Error(v.error.message);
+  return v.value;
+}
+
+describe('xensim bench (real machines, tiny size)', function () {
+  this.timeout(120_000);
+  let dir = '';
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'xensim-bench-test-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('runs the default benchmark end to end: dom0 and 2 guests, reads then verified writes, a table and a valid document', async () => {
+    const json = join(dir, 'default.json');
+    const r = await child(['bench', '--duration', '0.3', '--size', '4M', '--json', json], { CI: 'true' });
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.contain('xensim bench: scenario default, 1 of 1 cell(s)').and.match(/\n\s+0\s+ok\s/);
+    expect(r.stdout).to.contain('domu1').and.contain('domu2');
+    expect(r.stderr).to.contain('note: the network suite is skipped: network streams are not available in this build');
+    // No progress bar without a terminal (and never under CI).
+    expect(r.stderr).to.not.contain('\r');
+    const doc = results(json);
+    expect(doc.command).to.equal('bench');
+    const cell = doc.cells[0]!;
+    expect(cell.status).to.equal('ok');
+    expect(cell.block.map((b) => b.domain)).to.deep.equal(['domu1', 'domu2']);
+    for (const b of cell.block) {
+      const [read, write] = b.fio.jobs;
+      expect(read?.jobname).to.equal('randread-4k');
+      expect(read?.error).to.equal(0);
+      expect(read?.read.total_ios).to.be.greaterThan(0);
+      expect(write?.jobname).to.equal('seqwrite-64k');
+      expect(write?.error).to.equal(0);
+      expect(write?.write.io_bytes).to.be.greaterThan(0);
+      // The write job read its region back and every block's header checked out.
+      expect(write?.xensim.verify?.mismatches).to.equal(0);
+      expect(write?.xensim.verify?.verified_sectors).to.be.greaterThan(0);
+    }
+    expect(cell.xentop?.domains.map((d) => d.name)).to.deep.equal(['Domain-0', 'domu1', 'domu2']);
+  });
+
+  it('sweeps grant strategies into dom0: map mode maps every request, copy mode copies, and --top shows xentop', async () => {
+    const json = join(dir, 'grants.json');
+    const r = await inProcess('bench', '--grants', 'map,copy', '--domains', '1', '--iodepth', '4', '--duration', '0.2', '--size', '2M', '--json', json, '--top');
+    expect(r.code, r.err).to.equal(0);
+    // Without a terminal --top prints `xentop -b` iterations, before the results table.
+    expect(r.out).to.match(/^\s+NAME\s+STATE\s+CPU\(sec\)/m);
+    expect(r.out.indexOf('NAME')).to.be.lessThan(r.out.indexOf('xensim bench: scenario default'));
+    const doc = results(json);
+    expect(doc.scenario.sweep.map((a) => a.path)).to.deep.equal(['grants', 'domains', 'iodepth']);
+    const be = (i: number) => doc.cells[i]!.counters.find((c) => c.device === 'xvda@blkback')!;
+    expect(doc.cells.map((c) => c.point['grants'])).to.deep.equal(['map', 'copy']);
+    expect(be(0).totals['grant_maps']).to.be.at.least(be(0).ios);
+    expect(be(0).totals['grant_copies']).to.equal(0);
+    expect(be(1).totals['grant_copies']).to.be.at.least(be(1).ios);
+    for (const c of doc.cells) for (const j of c.block[0]!.fio.jobs) expect(j['job options']['iodepth']).to.equal('4');
+  });
+
+  it('fails an explicit network suite with the reason and makes nothing up', async () => {
+    const r = await inProcess('bench', '--suite', 'network', '--json', '-');
+    expect(r.code).to.equal(1);
+    const doc = JSON.parse(r.out) as XensimResults;
+    expect(doc.cells[0]).to.deep.include({ status: 'failed', error: `the network suite: ${networkUnavailable()}`, block: [], network: [] });
+  });
+
+  it('refuses bad option values with what it expected', async () => {
+    const cases: [string[], string][] = [
+      [['--grants', 'persistent,mapp'], 'expected persistent, map, copy, got "mapp"; did you mean map?'],
+      [['--grants', 'map,map'], 'map is given twice'],
+      [['--iodepth', '0,32'], 'expected integers from 1 to 256, got "0"'],
+      [['--domains', '1,,2'], 'without empty items'],
+      [['--suite', 'disk'], 'expected block, network, all'],
+      [['--size', '3'], 'expected a size from 1M to 4G'],
+      [['--duration', '0'], 'expected seconds above 0'],
+      [['--shard', '2/1'], 'K must be from 1 to N'],
+    ];
+    for (const [args, want] of cases) {
+      const r = await inProcess('bench', ...args);
+      expect(r.code, args.join(' ')).to.equal(1);
+      expect(r.err, args.join(' ')).to.contain(want);
+      expect(r.out).to.equal('');
+    }
+  });
+});
