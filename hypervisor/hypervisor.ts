@@ -335,7 +335,12 @@ export class Hypervisor {
     this.setSlotState(d);
     // Wait out fast-path senders touching this slot (they re-check state and bail).
     const inflight = this.dcb(d.slot, DCB.inflight);
-    while (this.mem.atomicLoad32(inflight) !== 0) { /* a sender is mid-delivery: a few hundred ns */ }
+    // A sender mid-delivery takes a few hundred ns. A sender whose worker was
+    // terminated mid-send never finishes; it also never writes again, so after
+    // a bounded wait its stale count is forgiven rather than hanging Xen.
+    const giveUp = performance.now() + 200;
+    while (this.mem.atomicLoad32(inflight) !== 0 && performance.now() < giveUp) { /* spin */ }
+    this.mem.atomicStore32(inflight, 0);
     releaseMapperGrants(this, d);
     closeAllPorts(this, d);
     this.iommu.ownerDestroyed(d.domid);

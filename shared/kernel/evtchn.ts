@@ -67,7 +67,15 @@ export class EventChannels {
     return r < 0 ? ECS.closed : r;
   }
 
-  bind(port: Port, handler: EventHandler): void { this.handlers.set(port, handler); }
+  /**
+   * [bind port handler] routes port's events to handler and unmasks the port,
+   * as Linux's irq start-up does: a port number reused after being closed
+   * while masked must not stay deaf. An event already pending fires now.
+   */
+  bind(port: Port, handler: EventHandler): void {
+    this.handlers.set(port, handler);
+    this.unmask(port);
+  }
   unbind(port: Port): void { this.handlers.delete(port); }
 
   /** [notify port] is EVTCHNOP_send on this vCPU (fast path). */
