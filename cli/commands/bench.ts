@@ -6,7 +6,7 @@
  * depths and guest counts; --json, --html, --shard and --top as for run.
  */
 import type { Command } from 'commander';
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import { BLKBACK_MODES, type BlkbackMode } from '../../dom0/blkback/blkback.ts';
 import type { CliContext } from '../main.ts';
 import { parseByteSize } from '../config/scenario.ts';
@@ -103,7 +103,7 @@ export function registerBench(program: Command, ctx: CliContext): void {
     .option('--iodepth <DEPTHS>', `sweep both jobs' queue depth, e.g. 1,32 (default ${BENCH_DEFAULTS.readDepth} for reads, ${BENCH_DEFAULTS.writeDepth} for writes)`, listOf(intItem(1, 256)))
     .option('--domains <COUNTS>', `sweep the number of guests, e.g. 1,2,4 (default ${BENCH_DEFAULTS.domains})`, listOf(intItem(1, 16)))
     .option('--duration <SEC>', 'seconds of each timed job', secondsOption, BENCH_DEFAULTS.duration)
-    .option('--size <SIZE>', "each guest's in-memory disk, and each job's region", sizeOption, BENCH_DEFAULTS.size)
+    .addOption(new Option('--size <SIZE>', "each guest's in-memory disk, and each job's region").argParser(sizeOption).default(BENCH_DEFAULTS.size, '64M'))
     .option('--seed <N>', 'seed of frame placement and random offsets', seedOption, BENCH_SEED)
     .option('--json <FILE>', 'write the results document to FILE; - for stdout')
     .option('--html <FILE>', 'write a self-contained HTML report with charts')

@@ -134,6 +134,13 @@ export function planCell(scenario: Scenario, blkback: BlkbackSettings, opts: Pla
 
   const domains: PlannedDomain[] = [];
   const diskOf = new Map<string, PlannedDisk>();
+  /** Disks left out because this build cannot serve them ("domain/devid"). */
+  const notHere = new Set<string>();
+  // blkfront maps blkif's 4 KiB segments onto whole frames (domU/blkfront/blkfront.ts).
+  const pagesOk = m.page_size === 4096;
+  if (!pagesOk && scenario.domains.some((d) => d.config.disk.length > 0)) {
+    unavailable.push(`page_size ${m.page_size}: block devices need 4 KiB pages in this build (blkfront puts each 4 KiB blkif segment in a frame of its own); no disk is attached`);
+  }
   for (const d of scenario.domains) {
     const c = d.config;
     const disks: PlannedDisk[] = [];
@@ -144,6 +151,7 @@ export function planCell(scenario: Scenario, blkback: BlkbackSettings, opts: Pla
       const where = `${c.name}: disk ${s.vdev} (\`${s.spec}')`;
       if (s.backend !== null && s.backend !== 'dom0' && s.backend !== 'Domain-0' && s.backend !== '0') {
         unavailable.push(`${where}: backend=${s.backend}: disks served by a driver domain are not available in this build (only dom0 runs blkback)`);
+        notHere.add(`${c.name}/${s.devid}`);
         continue;
       }
       if (s.target === null || s.target === '') {
@@ -172,8 +180,9 @@ export function planCell(scenario: Scenario, blkback: BlkbackSettings, opts: Pla
         continue;
       }
       const disk: PlannedDisk = { vdev: s.vdev, devid: s.devid, target: s.target, access: s.readwrite && s.access === 'rw' ? 'w' : 'r', devtype: s.devtype, bytes };
-      disks.push(disk);
       diskOf.set(`${c.name}/${s.devid}`, disk);
+      if (pagesOk) disks.push(disk);
+      else notHere.add(`${c.name}/${s.devid}`);
     }
     domains.push({ name: c.name, type: c.type, memoryKiB: c.memory * 1024, model: c.memory_model, onCrash: onCrashOf(c.on_crash), disks });
   }
@@ -183,9 +192,9 @@ export function planCell(scenario: Scenario, blkback: BlkbackSettings, opts: Pla
     const where = `block[${i}] (${b.domain}/${b.vdev})`;
     const disk = diskOf.get(`${b.domain}/${b.devid}`);
     if (disk === undefined) {
-      // scenario.ts checked the disk exists: it is one this build does not attach.
-      if (!unavailable.some((u) => u.startsWith(`${b.domain}: disk ${b.vdev} `))) errors.push(`${where}: the disk is not attached (see the notes)`);
-      else unavailable.push(`${where}: not run: its disk is not available in this build`);
+      // scenario.ts checked the disk exists: it has no media, or it is invalid (listed above), or not served here.
+      if (notHere.has(`${b.domain}/${b.devid}`)) unavailable.push(`${where}: not run: its disk is not available in this build`);
+      else if (!errors.some((e) => e.startsWith(`${b.domain}: disk ${b.vdev} `))) errors.push(`${where}: the disk has no media to run on`);
       continue;
     }
     const specs: FioJobSpec[] = [];
@@ -198,7 +207,8 @@ export function planCell(scenario: Scenario, blkback: BlkbackSettings, opts: Pla
       if (!s.ok) errors.push(`${where}: ${s.error}`);
       else specs.push(s.value);
     }
-    block.push({ domain: b.domain, vdev: b.vdev, devid: b.devid, jobs: specs, seed: workloadSeed(scenario.seed, i), estimateSec: estimateSeconds(specs) });
+    if (notHere.has(`${b.domain}/${b.devid}`)) unavailable.push(`${where}: not run: its disk is not available in this build`);
+    else block.push({ domain: b.domain, vdev: b.vdev, devid: b.devid, jobs: specs, seed: workloadSeed(scenario.seed, i), estimateSec: estimateSeconds(specs) });
   }
 
   for (const n of scenario.network) unavailable.push(`network ${n.from} -> ${n.to} (${n.protocol}): ${networkUnavailable()}`);

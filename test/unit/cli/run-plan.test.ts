@@ -139,6 +139,23 @@ network:
     expect(plan.unavailable[2]).to.equal(`network g -> dd (tcp): ${networkUnavailable()}`);
   });
 
+  it('attaches no disk on 16 KiB pages, which blkfront cannot use yet, and says so', () => {
+    const s = scenario(`machine: { page_size: 16384 }
+domains:
+  - xl: |
+      name = "g"
+      disk = [ 'ram:4M,,xvda' ]
+block:
+  - { domain: g, vdev: xvda, fio: { rw: read, size: 1M } }
+`);
+    const { plan, errors } = planCell(s, BLKBACK_DEFAULTS);
+    expect(errors).to.deep.equal([]);
+    expect(plan.domains[0]?.disks).to.deep.equal([]);
+    expect(plan.block).to.deep.equal([]);
+    expect(plan.unavailable[0]).to.contain('page_size 16384: block devices need 4 KiB pages in this build');
+    expect(plan.unavailable[1]).to.equal('block[0] (g/xvda): not run: its disk is not available in this build');
+  });
+
   it('says which settings are recorded but not modelled', () => {
     const s = scenario(`machine: { dom0: { dma: iommu } }
 domains:
