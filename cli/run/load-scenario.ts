@@ -269,7 +269,7 @@ export function loadScenarioText(text: string, file: string, opts: LoadOptions =
     if (b !== null) base = b;
     // Cut it out; a map left empty goes too (scenario.ts wants a mapping, not null).
     if (dom0 !== undefined && isMap(dom0.value) && dom0.value.items.length === 1 && machine !== undefined && isMap(machine.value)) {
-      if (machine.value.items.length === 1 && isMap(root) && root.items.length >= 1) blanker.blankPair(machine, text);
+      if (machine.value.items.length === 1) blanker.blankPair(machine, text);
       else blanker.blankPair(dom0, text);
     } else blanker.blankPair(blk, text);
   }
