@@ -115,13 +115,13 @@ export class SharedRing {
   }
 
   /**
-   * [copySlotOut i slot] copies the entry for index i, slot.bytes.length
+   * [copySlotOut i slot] copies the entry for index i, slot.size
    * bytes, into the private slot in one piece: the one read of those shared
    * bytes (RING_COPY_REQUEST / RING_COPY_RESPONSE).
    */
   copySlotOut(i: RingIdx, slot: PrivateSlot): void {
     const off = SRING.ring + (i & this.mask) * this.entryBytes;
-    const size = slot.bytes.length;
+    const size = slot.size;
     const wr = this.wordRegion;
     if (wr !== null && (size & 3) === 0) wr.copyOutWords(off, slot.words, 0, size >>> 2);
     else this.region.copyOut(off, slot.bytes);
@@ -141,7 +141,7 @@ export class SharedRing {
     if (wr !== null) wr.copyOutWords(off, slot.words, 0, pre);
     else this.region.copyOut(off, slot.bytes, 0, pre * 4);
     const n = codec.entryWords(slot.words);
-    const end = n <= slot.words.length ? n : slot.words.length;
+    const end = n <= slot.wordCount ? n : slot.wordCount;
     if (end > pre) {
       if (wr !== null) wr.copyOutWords(off + pre * 4, slot.words, pre, end - pre);
       else this.region.copyOut(off + pre * 4, slot.bytes, pre * 4, (end - pre) * 4);
@@ -158,7 +158,7 @@ export class SharedRing {
 
   /** [copySlotIn i slot] copies the private slot (all of it) into the entry for index i, in one piece. */
   copySlotIn(i: RingIdx, slot: PrivateSlot): void {
-    const size = slot.bytes.length;
+    const size = slot.size;
     const off = SRING.ring + (i & this.mask) * this.entryBytes;
     const wr = this.wordRegion;
     if (wr !== null && (size & 3) === 0) wr.copyInWords(off, slot.words, 0, size >>> 2);
@@ -189,6 +189,9 @@ export class SharedRing {
 export interface PrivateSlot {
   readonly bytes: Uint8Array;
   readonly words: Int32Array;
+  /** bytes.length and words.length, as plain numbers for the data path. */
+  readonly size: number;
+  readonly wordCount: number;
 }
 
 /**
@@ -209,8 +212,8 @@ export class PrivateSlots {
 
   /** [get size] is the slot buffer for entries of size bytes (size ≤ maxSize, checked by the caller). */
   get(size: number): PrivateSlot {
-    if (size === this.req.bytes.length) return this.req;
-    if (size === this.rsp.bytes.length) return this.rsp;
+    if (size === this.req.size) return this.req;
+    if (size === this.rsp.size) return this.rsp;
     return this.make(size);
   }
 
@@ -218,7 +221,7 @@ export class PrivateSlots {
     let s = this.bySize[size];
     if (s === undefined) {
       const buf = new ArrayBuffer((size + 3) & ~3);
-      s = { bytes: new Uint8Array(buf, 0, size), words: new Int32Array(buf) };
+      s = { bytes: new Uint8Array(buf, 0, size), words: new Int32Array(buf), size, wordCount: buf.byteLength / 4 };
       this.bySize[size] = s;
     }
     return s;
