@@ -143,7 +143,8 @@ describe('machine with real workers', function () {
     expect((await m.hv.reconcile()).ok).to.equal(true);
   });
 
-  it('delivers a million events between two domains with none lost', async () => {
+  it('delivers a million events between two domains with none lost', async function () {
+    this.timeout(300_000);
     const port0 = unwrap(await dom0.agent.allocUnbound(domU.domid));
     const portU = unwrap(await domU.agent.bindInterdomain(0, port0));
     await dom0.agent.echo(port0);
