@@ -20,6 +20,15 @@
  * directions / requests) against the plain ring's. Medians of ≥ 3 runs, the
  * three rings interleaved run by run.
  *
+ * Equal treatment: the same closed loop, spin budget (clock read every 64
+ * polls), event-index re-arm, notify rule and wake words for all three; the
+ * same warmup, long enough that JIT compilation is not measured. What differs
+ * is each ring's own protocol: the plain ring also publishes its consumer
+ * index and reads the peer's (per message on the back); our ring's four
+ * indices share one cache line, as ring.h lays them out. The scheduler makes
+ * spin mode meaningless once more threads want to run than there are cores;
+ * bench/ring-cost.bench.ts measures the CPU cost per message in one thread.
+ *
  * This file is also the worker entry for the roles 'xen-front' and 'xen-back'.
  */
 import { isMainThread, parentPort, workerData, type Worker } from 'node:worker_threads';
