@@ -70,12 +70,6 @@ export class XenbusBackend<F = unknown> extends XenbusDevice {
   private connected = false;
   /** The frontend's state node has existed since we probed. */
   private peerSeen = false;
-  /**
-   * The frontend was Initialised or Connected when we probed: its keys belong
-   * to an earlier backend instance (a backend restart). We do not connect to
-   * them; we wait until the frontend leaves that state and hands us new ones.
-   */
-  private staleFrontend = false;
   private readonly context: XenbusContext;
 
   constructor(
@@ -164,11 +158,6 @@ export class XenbusBackend<F = unknown> extends XenbusDevice {
         this.detailsOk = await this.checkDetails();
         if (!this.detailsOk) return;
       }
-      // Before we offer anything: a frontend already past Initialising is talking
-      // to a predecessor of ours, and its ring-ref and event-channel are stale.
-      const before = await this.readStateAt(`${this.frontPath}/${XENBUS_KEY.STATE}`, true);
-      this.staleFrontend = before === S.Initialised || before === S.Connected;
-      if (this.staleFrontend) this.log(`frontend is ${xenbusStateName(before as XenbusState)} with a predecessor's keys; waiting for it to re-handshake`);
       const feats = await this.hooks.probe(this.context);
       if (!feats.ok) return this.hookFailed('probe', feats.error);
       this.probed = true;
@@ -196,7 +185,6 @@ export class XenbusBackend<F = unknown> extends XenbusDevice {
     if (fe === 'error' || fe === 'garbage') return; // counted; keep serving as we are
     this.peer = fe;
     if (fe !== 'absent' && fe !== S.Unknown) this.peerSeen = true;
-    if (fe !== S.Initialised && fe !== S.Connected) this.staleFrontend = false;
     switch (fe) {
       case S.Initialising:
         if (this.stateNow === S.Connected || this.stateNow === S.Closed) {
@@ -209,7 +197,6 @@ export class XenbusBackend<F = unknown> extends XenbusDevice {
       case S.Initialised:
       case S.Connected: {
         if (this.stateNow === S.Connected || this.stateNow === S.Closing || this.stateNow === S.Closed) return;
-        if (this.staleFrontend) return; // its keys are a predecessor's; it resumes on seeing our InitWait
         const f = await this.hooks.readFrontend(this.context);
         if (!f.ok) return this.hookFailed('reading the frontend', f.error);
         await this.doDisconnect(); // idempotent precondition, as blkback's xen_blkif_disconnect
