@@ -20,12 +20,14 @@ import { createBackendBus, type XenbusBackend } from '../../shared/xenbus/backen
 import { createFrontendBus, type XenbusFrontend } from '../../shared/xenbus/frontend.ts';
 import type { XenbusBus } from '../../shared/xenbus/device.ts';
 import type { XenbusDeviceId } from '../../shared/xenbus/paths.ts';
-import { PacketPool } from '../../dom0/net/packet.ts';
-import { NetLoop, realTimers } from '../../dom0/net/loop.ts';
-import { BridgeSet } from '../../dom0/net/vif.ts';
+import type { PacketPool } from '../../dom0/net/packet.ts';
+import { realTimers, type NetLoop } from '../../dom0/net/loop.ts';
+import type { BridgeSet } from '../../dom0/net/vif.ts';
 import type { Bridge } from '../../dom0/net/bridge.ts';
 import { Netback, type NetbackFrontendInfo, type NetbackOptions } from '../../dom0/netback/xenbus.ts';
 import { NETFRONT_XENBUS_OPTIONS, NetfrontDriver } from '../../domU/netfront/xenbus.ts';
+import { startNetfront } from '../../domU/netfront/start.ts';
+import { startNetback } from '../../dom0/netback/start.ts';
 import type { Netfront, NetbackAdvert, NetfrontOptions } from '../../domU/netfront/netfront.ts';
 import { systemClock, type WorkloadClock } from '../../domU/workloads/block-device.ts';
 import type { ReconcileReport } from '../../hypervisor/hypervisor.ts';
@@ -115,19 +117,14 @@ export class NetWorld {
     const dom0xs = new XsLocalClient(xenstored, 0);
     const r = await domainDirs(dom0xs, asDomId(0), 'Domain-0');
     if (!r.ok) throw new Error(`domainDirs 0: ${JSON.stringify(r.error)}`);
-    const pool = new PacketPool(dom0, { maxPages: opts.poolPages ?? 2048 });
-    const loop = new NetLoop();
-    const bridges = new BridgeSet(pool);
-    bridges.ensure('xenbr0');
     const lines: string[] = [];
     const log = (l: string): void => { lines.push(l); };
-    const nbOpts: NetbackOptions = { pool, loop, bridges: (n) => bridges.get(n), log, timers: realTimers, ...opts.netback };
-    const netback = new Netback(dom0, nbOpts);
-    const backBus = createBackendBus(dom0xs, asDomId(0), 'vif', netback.driver, { log });
+    const net = await startNetback(dom0, dom0xs, { poolPages: opts.poolPages ?? 2048, netback: { timers: realTimers, ...opts.netback }, log });
+    if (!net.ok) throw new Error(`startNetback: ${JSON.stringify(net.error)}`);
+    const { pool, loop, bridges, netback, bus: backBus } = net.value;
+    const nbOpts: NetbackOptions = { ...netback.opts };
     const w = new NetWorld(m, dom0, xenstored, dom0xs, pool, loop, bridges, netback, backBus, lines);
     w.nbOpts = nbOpts;
-    const s = await backBus.start();
-    if (!s.ok) throw new Error('backend bus did not start');
     w.start();
     return w;
   }
@@ -142,8 +139,19 @@ export class NetWorld {
     if (!r.ok) throw new Error(`domainDirs ${domid}: ${JSON.stringify(r.error)}`);
     this.xenstored.introduceDomain(domid);
     const xs = new XsLocalClient(this.xenstored, domid);
-    const nf = new NetfrontDriver(k, { log: (l) => this.lines.push(l), ...spec.netfront });
-    const bus = createFrontendBus(xs, domid, 'vif', nf.driver, { log: (l) => this.lines.push(l), device: NETFRONT_XENBUS_OPTIONS });
+    const log = (l: string): void => { this.lines.push(l); };
+    let nf: NetfrontDriver;
+    let bus: XenbusBus<XenbusFrontend<NetbackAdvert>>;
+    if (spec.noFrontend === true) {
+      // A driver the test runs itself: the bus exists (for the types) but never starts.
+      nf = new NetfrontDriver(k, { log, ...spec.netfront });
+      bus = createFrontendBus(xs, domid, 'vif', nf.driver, { log, device: NETFRONT_XENBUS_OPTIONS });
+    } else {
+      const net = await startNetfront(k, xs, { log, ...spec.netfront });
+      if (!net.ok) throw new Error(`startNetfront: ${JSON.stringify(net.error)}`);
+      nf = net.value.driver;
+      bus = net.value.bus;
+    }
     const g: NetGuest = {
       k, domid, xs, nf, bus, freeRefsAtBoot: k.gnttab.freeCount, ramFreeAtBoot: k.ram.available, dev: undefined,
       vifId: { type: 'vif', frontDom: domid, backDom: asDomId(0), devid: spec.vif?.devid ?? 0 },
@@ -151,10 +159,6 @@ export class NetWorld {
     };
     this.kernels.push(k);
     this.guests.push(g);
-    if (spec.noFrontend !== true) {
-      const s = await bus.start();
-      if (!s.ok) throw new Error('frontend bus did not start');
-    }
     if (spec.vif !== undefined) {
       if (spec.noFrontend === true) await this.createVifDirs(g, spec.vif);
       else g.dev = await this.plugVif(g, spec.vif);
