@@ -96,8 +96,8 @@ describe('one-thread throughput of netfront → netback → bridge → netback �
       await blast(mode, false, 5_000, true);
       await blast(mode, true, 1_000, true);
     }
-    const small = [await blast('map', false, 20_000), await blast('copy', false, 20_000)];
-    const big = [await blast('map', true, 4_000), await blast('copy', true, 4_000)];
+    const small = [await blast('map', false, 40_000), await blast('copy', false, 40_000)];
+    const big = [await blast('map', true, 6_000), await blast('copy', true, 6_000)];
     for (const r of small) {
       // Batching: far fewer than one hypercall per packet; a packet's copies stay small.
       expect(r.hcPerPkt, r.label).to.be.below(0.3);
