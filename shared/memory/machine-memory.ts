@@ -28,8 +28,8 @@ export interface MachineMemoryConfig {
 }
 
 export const DEFAULT_MEMORY: MachineMemoryConfig = { memBytes: 256 * 1024 * 1024, pageSize: 4096 };
-/** Largest machine we accept: 16 GiB (the host has 24 GiB; V8 allows larger buffers). */
-export const MAX_MEM_BYTES = 16 * 1024 * 1024 * 1024;
+/** Largest machine we accept: 4 GiB — Node 20 cannot build the typed views over a larger SharedArrayBuffer. */
+export const MAX_MEM_BYTES = 4 * 1024 * 1024 * 1024;
 
 export type WaitResult = 'ok' | 'not-equal' | 'timed-out';
 

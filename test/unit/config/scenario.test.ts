@@ -90,7 +90,7 @@ block:
       ['machine:\n  page_size: 8192\n', '/v/s.yaml:2:14: machine.page_size: expected 4096 or 16384, got 8192'],
       ['machine:\n  memory: lots\n', 'machine.memory: expected a size (bytes, or a number with K, M, G or T, e.g. 256M), got "lots"'],
       ['machine:\n  memory: 1000\n', 'machine.memory: expected a non-zero multiple of the page size (4096)'],
-      ['machine:\n  memory: 32G\n', 'machine.memory: at most 16G'],
+      ['machine:\n  memory: 32G\n', 'machine.memory: at most 4G'],
       ['machine: { memory: 96M }\ndomains: [ { config: a.cfg }, { config: b.cfg } ]', 'need 128 MiB, more than the machine\'s 96 MiB'],
       ['domains: [ { config: nope.cfg } ]', '/v/s.yaml:1:22: domains[0].config: cannot read /v/nope.cfg: ENOENT'],
       ['domains: [ { config: a.cfg, xl: "name=\\"x\\"" } ]', 'domains[0]: expected exactly one of `config: FILE.cfg` or `xl: TEXT`'],

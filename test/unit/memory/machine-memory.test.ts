@@ -19,6 +19,7 @@ describe('MachineMemory', () => {
     expect(() => MachineMemory.create({ memBytes: (16 << 20) + 1, pageSize: 4096 })).to.throw(/multiple of the page size/);
     expect(() => MachineMemory.create({ memBytes: 16 << 20, pageSize: 8192 as 4096 })).to.throw(/page size must be one of/);
     expect(() => MachineMemory.create({ memBytes: 64 * 1024 ** 3, pageSize: 4096 })).to.throw(/exceeds/);
+    expect(() => MachineMemory.create({ memBytes: 4 * 1024 ** 3 + 4096 * 1024, pageSize: 4096 })).to.throw(/exceeds the 4294967296-byte limit/);
   });
 
   it('reads back little-endian scalars and never writes out of bounds', () => {
