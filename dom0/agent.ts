@@ -11,6 +11,7 @@ import type { XenbusDeviceId } from '../shared/xenbus/paths.ts';
 import { asDomId } from '../shared/types.ts';
 import type { BlkbackDriver } from './blkback/xenbus.ts';
 import type { BlkbackCounters } from './blkback/blkback.ts';
+import type { Dom0Network } from './netback/start.ts';
 
 function xs<T>(r: { ok: true; value: T } | { ok: false; error: unknown }): AgentResult<T> {
   return r.ok ? { ok: true, value: r.value } : { ok: false, error: typeof r.error === 'object' ? JSON.stringify(r.error) : String(r.error) };
@@ -19,7 +20,7 @@ function xs<T>(r: { ok: true; value: T } | { ok: false; error: unknown }): Agent
 export class Dom0Agent extends GuestAgent {
   private readonly xs: XsLocalClient;
 
-  constructor(k: DomainKernel, private readonly svc: Dom0Services, private readonly vbd?: BlkbackDriver) {
+  constructor(k: DomainKernel, private readonly svc: Dom0Services, private readonly vbd?: BlkbackDriver, protected readonly net?: Dom0Network) {
     super(k);
     this.xs = new XsLocalClient(svc.xenstored, 0);
   }

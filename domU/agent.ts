@@ -7,6 +7,7 @@ import { GuestAgent, type AgentResult } from '../shared/kernel/agent.ts';
 import type { DomainKernel } from '../shared/kernel/kernel.ts';
 import type { XenstoreFront, StoreInfo } from './xenstore-front.ts';
 import type { BlkfrontDriver } from './blkfront/xenbus.ts';
+import type { NetfrontDriver } from './netfront/xenbus.ts';
 import { runFio, type FioJobSpec } from './workloads/fio-engine.ts';
 import { toFioJson, type FioJson } from './workloads/fio-json.ts';
 import { VerifyTracker } from './workloads/verify.ts';
@@ -28,7 +29,7 @@ export interface RunFioOptions {
 export class DomUAgent extends GuestAgent {
   private readonly trackers = new Map<number, VerifyTracker>();
 
-  constructor(k: DomainKernel, private readonly store: XenstoreFront, private readonly blk?: BlkfrontDriver) { super(k); }
+  constructor(k: DomainKernel, private readonly store: XenstoreFront, private readonly blk?: BlkfrontDriver, protected readonly net?: NetfrontDriver) { super(k); }
 
   storeInfo(): StoreInfo { return this.store.info; }
   async xsRead(path: string): Promise<AgentResult<string>> { return xs(await this.store.client.readString(path)); }

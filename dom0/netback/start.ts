@@ -29,6 +29,16 @@ export interface StartNetbackOptions {
   readonly log?: (line: string) => void;
 }
 
+/**
+ * [NetbackWorkerOptions] is what a toolstack can hand a backend domain's
+ * worker (structured-clone data only: no timers, no log function).
+ */
+export interface NetbackWorkerOptions {
+  readonly bridges?: readonly string[];
+  readonly poolPages?: number;
+  readonly netback?: Partial<Omit<NetbackOptions, 'pool' | 'loop' | 'bridges' | 'timers' | 'log'>>;
+}
+
 export interface Dom0Network {
   readonly pool: PacketPool;
   readonly loop: NetLoop;

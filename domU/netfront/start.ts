@@ -23,18 +23,29 @@ export interface GuestNetwork {
   stop(): Promise<void>;
 }
 
-/** [startNetfront k xs opts] starts netfront in the guest whose kernel is k. */
-export async function startNetfront(k: DomainKernel, xs: XsHandle, opts: NetfrontOptions = {}): Promise<Result<GuestNetwork, XsClientError>> {
+/**
+ * [createNetfront k xs opts] is netfront and its bus, not yet watching: a
+ * guest worker whose XenStore connection only works once the toolstack has
+ * introduced it starts the bus later (`bus.start()`), and can hand the
+ * driver to its agent at once.
+ */
+export function createNetfront(k: DomainKernel, xs: XsHandle, opts: NetfrontOptions = {}): GuestNetwork {
   const driver = new NetfrontDriver(k, opts);
   const log = opts.log;
   const bus = createFrontendBus(xs, asDomId(k.domid), 'vif', driver.driver, { ...(log ? { log } : {}), device: NETFRONT_XENBUS_OPTIONS });
-  const s = await bus.start();
-  if (!s.ok) return err(s.error);
-  return ok({
+  return {
     driver, bus,
     async stop() {
       for (const d of [...bus.registered.values()]) await d.stop();
       await bus.stop();
     },
-  });
+  };
+}
+
+/** [startNetfront k xs opts] starts netfront in the guest whose kernel is k. */
+export async function startNetfront(k: DomainKernel, xs: XsHandle, opts: NetfrontOptions = {}): Promise<Result<GuestNetwork, XsClientError>> {
+  const net = createNetfront(k, xs, opts);
+  const s = await net.bus.start();
+  if (!s.ok) return err(s.error);
+  return ok(net);
 }
