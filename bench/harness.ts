@@ -3,7 +3,9 @@
  * { name, date, machine: { cpus, node }, figures: [ { name, value, unit, better,
  *   baseline: { name, value }, ratio, target? , met? } ] }
  * A figure's baseline is measured in the same run, in the same unit, and
- * ratio = value / baseline.value. A figure carrying an issue's target is met
+ * ratio = value / baseline.value, or, when the figure carries paired per-run
+ * values (runs + baselineRuns, measured back to back), the median of the
+ * per-run ratios. A figure carrying an issue's target is met
  * when ratio <= target (better: lower) or ratio >= target (better: higher).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -22,6 +24,15 @@ export interface Figure {
   readonly met?: boolean;
   /** Every run's value, so readers can see the spread behind the median. */
   readonly runs?: readonly number[];
+  /** The baseline's value in each run, paired with `runs` by index. */
+  readonly baselineRuns?: readonly number[];
+  /**
+   * How `ratio` was formed: 'medians' (median value / median baseline) or
+   * 'paired' (median over runs of value[i] / baseline[i]). Paired runs were
+   * measured back to back, so a machine whose speed drifts between rounds
+   * (other tenants on a shared host) moves both halves of a pair alike.
+   */
+  readonly ratioOf?: 'medians' | 'paired';
 }
 
 export interface BenchResult {
@@ -39,11 +50,25 @@ export interface FigureInput {
   baseline: { name: string; value: number };
   target?: number;
   runs?: readonly number[];
+  baselineRuns?: readonly number[];
 }
 
 export function figure(f: FigureInput): Figure {
-  const ratio = f.baseline.value === 0 ? Number.NaN : f.value / f.baseline.value;
-  const out: Figure = { ...f, ratio };
+  const paired = f.runs !== undefined && f.baselineRuns !== undefined;
+  if (paired && f.runs?.length !== f.baselineRuns?.length) {
+    throw new RangeError(`figure '${f.name}': ${f.runs?.length} runs but ${f.baselineRuns?.length} baseline runs`);
+  }
+  let ratio: number;
+  if (paired) {
+    const rs = (f.runs as readonly number[]).map((v, i) => {
+      const b = (f.baselineRuns as readonly number[])[i] as number;
+      return b === 0 ? Number.NaN : v / b;
+    });
+    ratio = median(rs);
+  } else {
+    ratio = f.baseline.value === 0 ? Number.NaN : f.value / f.baseline.value;
+  }
+  const out: Figure = { ...f, ratio, ratioOf: paired ? 'paired' : 'medians' };
   if (f.target !== undefined) {
     return { ...out, met: f.better === 'lower' ? ratio <= f.target : ratio >= f.target };
   }
@@ -91,7 +116,7 @@ function fmt(n: number): string {
 
 export function formatTable(result: BenchResult): string {
   const rows = result.figures.map((f) => [
-    f.name, fmt(f.value), f.unit, f.baseline.name, fmt(f.baseline.value), fmt(f.ratio) + 'x',
+    f.name, fmt(f.value), f.unit, f.baseline.name, fmt(f.baseline.value), fmt(f.ratio) + 'x' + (f.ratioOf === 'paired' ? ' (paired)' : ''),
     f.target === undefined ? '' : `${f.better === 'lower' ? '<=' : '>='}${f.target}x ${f.met ? 'met' : 'MISSED'}`,
   ]);
   const head = ['figure', 'value', 'unit', 'baseline', 'baseline value', 'ratio', 'target'];
