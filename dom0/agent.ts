@@ -1,6 +1,9 @@
 /**
  * dom0's agent: the generic guest agent plus dom0's services — xenstored,
- * its socket, and introducing/releasing guests — for the toolstack.
+ * its socket, and introducing/releasing guests — for the toolstack, and the
+ * backends' views: blkback's counters per vbd, netback's per vif (xentop's
+ * NETTX/NETRX and our per-packet costs), the bridges' port counters, and
+ * pcap captures of a vif or a bridge (tcpdump -i vif1.0 / -i xenbr0 -w FILE).
  */
 import { GuestAgent, type AgentResult } from '../shared/kernel/agent.ts';
 import type { DomainKernel } from '../shared/kernel/kernel.ts';
@@ -12,6 +15,56 @@ import { asDomId } from '../shared/types.ts';
 import type { BlkbackDriver } from './blkback/xenbus.ts';
 import type { BlkbackCounters } from './blkback/blkback.ts';
 import type { Dom0Network } from './netback/start.ts';
+import type { VifCounters } from './netback/common.ts';
+import type { BridgeCounters, BridgePortCounters, Bridge } from './net/bridge.ts';
+import { PacketCapture } from './net/capture.ts';
+import { parseVifName } from './net/vif.ts';
+import type { NetStats } from '../cli/views/stats.ts';
+import { fileSink, type PcapPrecision } from '../shared/net/pcap.ts';
+
+/** One netback interface (vif<domid>.<devid>) as dom0 sees it. */
+export interface VifStatsRow {
+  readonly name: string;
+  readonly frontDom: number;
+  readonly devid: number;
+  readonly connected: boolean;
+  /** The frontend broke the protocol and the vif was disabled (Linux xenvif_fatal_tx_err). */
+  readonly disabled: boolean;
+  readonly fatalReason?: string;
+  readonly numQueues: number;
+  /** Packets waiting for the guest to post RX buffers. */
+  readonly rxQueued: number;
+  /** Guest TX slots held (mapped or copied, not yet answered). */
+  readonly txInflight: number;
+  /** The credit limit (`rate`), if any. */
+  readonly rate?: { readonly bytesPerInterval: number; readonly intervalUs: number };
+  readonly counters: Readonly<VifCounters>;
+  /** xentop's view (NETTX = what the guest sent), as /proc/net/dev of vifD.N gives it. */
+  readonly xentop: NetStats;
+}
+
+export interface BridgeStats {
+  readonly name: string;
+  readonly counters: Readonly<BridgeCounters>;
+  readonly ports: { readonly name: string; readonly counters: Readonly<BridgePortCounters> }[];
+  /** The learned table, `brctl showmacs`: MAC → port. */
+  readonly macs: Readonly<Record<string, string>>;
+}
+
+export interface CaptureStartOptions {
+  readonly snaplen?: number;
+  /** Default 'us' (what every tool reads). */
+  readonly precision?: PcapPrecision;
+  /** For a port: frames into the bridge from it ('in'), out of it ('out'), or both (default). */
+  readonly direction?: 'in' | 'out' | 'both';
+}
+
+export interface CaptureResult {
+  readonly path: string;
+  readonly packets: number;
+  /** Records that could not be written. */
+  readonly errors: number;
+}
 
 function xs<T>(r: { ok: true; value: T } | { ok: false; error: unknown }): AgentResult<T> {
   return r.ok ? { ok: true, value: r.value } : { ok: false, error: typeof r.error === 'object' ? JSON.stringify(r.error) : String(r.error) };
@@ -19,8 +72,13 @@ function xs<T>(r: { ok: true; value: T } | { ok: false; error: unknown }): Agent
 
 export class Dom0Agent extends GuestAgent {
   private readonly xs: XsLocalClient;
+  private readonly captures = new Map<number, { path: string; capture: PacketCapture }>();
+  private nextCapture = 1;
+  /** Capture timestamps: the wall clock at start plus the monotonic clock since (strictly ordered). */
+  private readonly wall0Ns = BigInt(Date.now()) * 1_000_000n;
+  private readonly mono0Ns = process.hrtime.bigint();
 
-  constructor(k: DomainKernel, private readonly svc: Dom0Services, private readonly vbd?: BlkbackDriver, protected readonly net?: Dom0Network) {
+  constructor(k: DomainKernel, private readonly svc: Dom0Services, private readonly vbd?: BlkbackDriver, protected net?: Dom0Network) {
     super(k);
     this.xs = new XsLocalClient(svc.xenstored, 0);
   }
@@ -51,4 +109,77 @@ export class Dom0Agent extends GuestAgent {
   async xsRm(path: string): Promise<AgentResult<void>> { return xs(await this.xs.rm(path)); }
   async xsSetPerms(path: string, perms: string[]): Promise<AgentResult<void>> { return xs(await this.xs.setPerms(path, perms)); }
   async xsGetPerms(path: string): Promise<AgentResult<string[]>> { return xs(await this.xs.getPerms(path)); }
+
+  // ---- network ----
+
+  /** Every netback interface served here (or only domid's), in (domid, devid) order. */
+  vifStats(domid?: number): VifStatsRow[] {
+    const vifs = [...(this.net?.netback.vifs.values() ?? [])].filter((v) => domid === undefined || v.cfg.frontDom === domid);
+    vifs.sort((a, b) => a.cfg.frontDom - b.cfg.frontDom || a.cfg.devid - b.cfg.devid);
+    return vifs.map((v) => ({
+      name: v.name, frontDom: v.cfg.frontDom, devid: v.cfg.devid, connected: v.connected, disabled: v.disabled,
+      ...(v.fatalReason !== undefined ? { fatalReason: v.fatalReason } : {}), numQueues: v.numQueues,
+      rxQueued: v.rxQueued, txInflight: v.txInflight,
+      ...(v.rate !== undefined ? { rate: { bytesPerInterval: v.rate.bytesPerInterval, intervalUs: v.rate.intervalUs } } : {}),
+      counters: { ...v.counters }, xentop: v.netStats(),
+    }));
+  }
+
+  /** [netStats domid] is xentop's per-vif counters of domid, in devid order. */
+  netStats(domid: number): NetStats[] { return this.net?.netback.netStats(domid) ?? []; }
+
+  /** dom0's bridges with their port counters and learned MACs. */
+  bridgeStats(): BridgeStats[] {
+    const set = this.net?.bridges;
+    if (set === undefined) return [];
+    return set.names.map((n) => {
+      const b = set.get(n) as Bridge;
+      return {
+        name: n, counters: { ...b.counters },
+        ports: b.portNames.map((p) => ({ name: p, counters: { ...(b.portCounters(p) as BridgePortCounters) } })),
+        macs: Object.fromEntries(b.macs()),
+      };
+    });
+  }
+
+  /**
+   * [captureStart target path opts] starts writing a classic pcap file at
+   * path of every frame crossing target: a bridge ("xenbr0", everything it
+   * forwards) or a vif ("vif1.0", its port on its bridge). Returns the
+   * capture's id for captureStop.
+   */
+  captureStart(target: string, path: string, opts: CaptureStartOptions = {}): AgentResult<number> {
+    const net = this.net;
+    if (net === undefined) return { ok: false, error: 'this domain runs no netback' };
+    let bridge = net.bridges.get(target);
+    let port: string | undefined;
+    if (bridge === undefined) {
+      if (parseVifName(target) === undefined) return { ok: false, error: `${target}: no such bridge or vif` };
+      bridge = net.bridges.names.map((n) => net.bridges.get(n) as Bridge).find((b) => b.portNames.includes(target));
+      if (bridge === undefined) return { ok: false, error: `${target} is not plugged into any bridge` };
+      port = target;
+    }
+    let capture: PacketCapture;
+    try {
+      const clock = (): bigint => this.wall0Ns + (process.hrtime.bigint() - this.mono0Ns);
+      capture = PacketCapture.onBridge(bridge, net.pool, fileSink(path), clock, port, {
+        ...(opts.snaplen !== undefined ? { snaplen: opts.snaplen } : {}), ...(opts.precision !== undefined ? { precision: opts.precision } : {}),
+        ...(opts.direction !== undefined ? { direction: opts.direction } : {}),
+      });
+    } catch (e) {
+      return { ok: false, error: `cannot capture ${target} to ${path}: ${e instanceof Error ? e.message : String(e)}` };
+    }
+    const id = this.nextCapture++;
+    this.captures.set(id, { path, capture });
+    return { ok: true, value: id };
+  }
+
+  /** [captureStop id] stops the capture and closes its file. */
+  async captureStop(id: number): Promise<AgentResult<CaptureResult>> {
+    const c = this.captures.get(id);
+    if (c === undefined) return { ok: false, error: `no capture ${id}` };
+    this.captures.delete(id);
+    await c.capture.close();
+    return { ok: true, value: { path: c.path, packets: c.capture.packets, errors: c.capture.errors } };
+  }
 }

@@ -154,6 +154,20 @@ export class Netfront implements NetDevice {
     };
   }
 
+  private rxHeld = false;
+  /**
+   * [holdRx on] stops (on) or restarts (off) draining received packets: while
+   * held, the posted buffers fill up and stay full, so the backend must queue
+   * and then drop (rx-buffer starvation). Lasts across reconnects.
+   */
+  holdRx(on: boolean): void {
+    this.rxHeld = on;
+    for (const q of this.queues) {
+      q.rxHeld = on;
+      if (!on) q.rxAction();
+    }
+  }
+
   /** [whenConnected] resolves once the device is connected (at once if it is). */
   whenConnected(): Promise<void> {
     if (this.connected) return Promise.resolve();
@@ -187,6 +201,7 @@ export class Netfront implements NetDevice {
     const qs: NetfrontQueue[] = [];
     for (let i = 0; i < n; i++) {
       const q = new NetfrontQueue(ctx, i, { rxBuffers: this.opts.rxBuffers ?? 256, txBuffers: this.opts.txBuffers ?? 256, split });
+      q.rxHeld = this.rxHeld;
       const r = q.setup();
       if (!r.ok) {
         for (const p of qs) p.teardown();

@@ -422,9 +422,16 @@ export class NetfrontQueue {
     this.rxAction();
   }
 
+  /**
+   * While set, RX responses are left on the ring and no buffer is re-posted:
+   * a guest that has stopped draining its receive queue (a test's stand-in
+   * for a stuck or descheduled guest). Clearing it does not consume; call rxAction.
+   */
+  rxHeld = false;
+
   /** Consumes RX responses, reassembles and delivers packets, re-posts the buffers. */
   rxAction(): void {
-    if (!this.isLive) return;
+    if (!this.isLive || this.rxHeld) return;
     const c = this.ctx.counters;
     const k = this.ctx.k;
     const mask = this.rx.size - 1;

@@ -22,6 +22,47 @@ export interface Iperf3JsonOptions {
   readonly version?: string;
   /** iperf3's 36-character test cookie (default derived from the ports). */
   readonly cookie?: string;
+  /**
+   * The backend's counters over the test (netback's, per vif: deltas), when
+   * whoever ran the test read them; they go to `xensim.backend` and into
+   * `xensim.per_packet`.
+   */
+  readonly backend?: { readonly client?: Readonly<Record<string, number>>; readonly server?: Readonly<Record<string, number>> };
+}
+
+/**
+ * [perPacketCosts client server backend] is what one packet cost, where a
+ * packet is one frame a guest handed its netfront (data and ACKs, both
+ * directions; a GSO send is one packet): packets = the two guests' tx_frames,
+ * or, with the backend's counters, the packets netback took from both guests.
+ * Guest figures add both guests; backend figures both vifs.
+ */
+export function perPacketCosts(
+  client: Readonly<Record<string, number>>, server: Readonly<Record<string, number>> | undefined,
+  backend?: Iperf3JsonOptions['backend'],
+): Record<string, number> {
+  const g = (k: string): number => (client[k] ?? 0) + (server?.[k] ?? 0);
+  const b = (k: string): number => (backend?.client?.[k] ?? 0) + (backend?.server?.[k] ?? 0);
+  const hasBackend = backend?.client !== undefined || backend?.server !== undefined;
+  const packets = hasBackend ? b('txPackets') : g('tx_frames');
+  const per = (n: number): number => (packets > 0 ? n / packets : 0);
+  const out: Record<string, number> = {
+    packets,
+    guest_hypercalls: per(g('hypercalls')),
+    guest_notifications: per(g('notifications_sent') + g('notifications_received')),
+    guest_tx_slots: per(g('tx_slots')),
+    guest_rx_slots: per(g('rx_slots')),
+  };
+  if (hasBackend) {
+    out.backend_hypercalls = per(b('hypercalls'));
+    out.backend_grant_copies = per(b('grantCopies'));
+    out.backend_grant_copy_bytes = per(b('grantCopyBytes'));
+    out.backend_grant_maps = per(b('grantMaps'));
+    out.backend_grant_unmaps = per(b('grantUnmaps'));
+    out.backend_notifications = per(b('notificationsSent') + b('notificationsReceived'));
+    out.hypercalls = per(g('hypercalls') + b('hypercalls'));
+  }
+  return out;
 }
 
 type Obj = Record<string, unknown>;
@@ -193,6 +234,8 @@ export function toIperf3Json(client: IperfClientReport, server: IperfServerRepor
     xensim: {
       client: { device_counters: client.deviceCounters, endpoint: client.endpoint },
       server: server === undefined ? null : { device_counters: server.deviceCounters, endpoint: server.endpoint },
+      ...(opts.backend !== undefined ? { backend: { client: opts.backend.client ?? null, server: opts.backend.server ?? null } } : {}),
+      per_packet: perPacketCosts(client.deviceCounters, server?.deviceCounters, opts.backend),
       receiver_streams: recvs.map((r) =>
         r === undefined
           ? null
