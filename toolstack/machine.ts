@@ -16,10 +16,14 @@ import type { HypervisorControl } from '../hypervisor/control.ts';
 import type { CreateDomainRequest, DomainBootInfo, HypervisorOptions } from '../hypervisor/hypervisor.ts';
 import type { GuestAgent } from '../shared/kernel/agent.ts';
 import type { Dom0Agent } from '../dom0/agent.ts';
-import type { DomUAgent } from '../domU/agent.ts';
+import type { DomUAgent, IperfClientRunOptions } from '../domU/agent.ts';
+import type { IperfClientReport, IperfServerReport, IperfSpec } from '../domU/workloads/iperf-engine.ts';
+import { toIperf3Json } from '../domU/workloads/iperf-json.ts';
 import type { KernelOptions } from '../shared/kernel/kernel.ts';
 import type { DomainWorkerData, DriverOptions } from './worker-data.ts';
+import type { DeviceDirsSpec } from './devices.ts';
 import { vdevToDevid } from '../cli/config/vdev.ts';
+import { parseMac, parseVifRate, randomXenMac, VIF_DEFAULTS, type VifRate, type VifSpec } from '../cli/config/vifspec.ts';
 import { asDomId } from '../shared/types.ts';
 
 export interface MachineOptions extends HypervisorOptions {
@@ -53,6 +57,87 @@ export interface DiskAttach {
   readonly devtype?: 'disk' | 'cdrom';
   /** Bytes to create an image file with when it does not exist yet. */
   readonly size?: number;
+}
+
+/**
+ * A network interface to attach: the fields of a parsed xl vifspec
+ * (cli/config/vifspec.ts VifSpec fits) that xensim acts on. Every field is
+ * optional, as in xl.
+ */
+export interface VifAttach {
+  /** DEVID (default: the lowest devid the domain does not use). */
+  readonly devid?: number;
+  /** aa:bb:cc:dd:ee:ff; absent, or all zero: a random address in Xen's OUI 00:16:3e (libxl's rule). */
+  readonly mac?: string;
+  /** The dom0 bridge the backend plugs vifD.N into (default xenbr0). */
+  readonly bridge?: string;
+  /** `rate=` as xl parses it, or its text ("10Mb/s@20ms"); null or absent = unlimited. */
+  readonly rate?: VifRate | string | null;
+  /** Recorded in both directories (libxl writes `ip` for vif-route); nothing routes by it. */
+  readonly ip?: string | null;
+  /** Wire MTU (default 1500). */
+  readonly mtu?: number;
+  /** Frontend `trusted` (default: not written, which netfront reads as trusted). */
+  readonly trusted?: boolean | null;
+  /** Backend domain id (default 0); it must run netback. */
+  readonly backendDomid?: number;
+  /** Hotplug script: written for tools that read it, never run. */
+  readonly script?: string;
+  /** HVM emulated NIC model: ignored (PV vifs only). */
+  readonly model?: string | null;
+}
+
+/** What attachVif made (also what detachVif needs). */
+export interface VifAttached {
+  readonly domid: number;
+  readonly devid: number;
+  readonly backendDomid: number;
+  readonly mac: string;
+  readonly bridge: string;
+  /** The backend interface's name, vif<domid>.<devid>. */
+  readonly vifname: string;
+  readonly mtu: number;
+  /** The backend `rate` key ("bytes,usecs"), if limited. */
+  readonly rateKey?: string;
+  readonly ip?: string;
+}
+
+/** [vifAttachOf v] is the part of a parsed xl vifspec attachVif takes (the backend name resolves elsewhere). */
+export function vifAttachOf(v: VifSpec): VifAttach {
+  return {
+    devid: v.devid, ...(v.mac_generated ? {} : { mac: v.mac }), bridge: v.bridge, rate: v.rate, ip: v.ip, mtu: v.mtu,
+    trusted: v.trusted, script: v.script,
+  };
+}
+
+/** One end of a network stream: a guest's vif and the IPv4 address it speaks as. */
+export interface StreamEnd {
+  readonly domid: number;
+  /** Default 0. */
+  readonly devid?: number;
+  readonly ip: string;
+}
+
+export interface NetStreamOptions {
+  readonly client: StreamEnd;
+  readonly server: StreamEnd;
+  /** iperf3's client options (-u, -t, -n, -l, -P, -b, -w, -p, -i, -O). */
+  readonly spec: IperfSpec;
+  readonly seed?: number;
+  /** After the client is done, how long the server may wait for every stream to close (default 2000 ms). */
+  readonly closeWaitMs?: number;
+  readonly tuning?: IperfClientRunOptions['tuning'];
+  /** Called once the server listens and the client is about to start (a test's hook to act mid-stream). */
+  readonly onStart?: () => void;
+}
+
+export interface NetStreamResult {
+  /** `iperf3 -c … -J`'s shape, with xensim's counters (device, backend, per packet) under `xensim`. */
+  readonly json: Record<string, unknown>;
+  readonly client: IperfClientReport;
+  readonly server: IperfServerReport;
+  /** netback's counters of each end's vif over the test (deltas), when dom0 serves them. */
+  readonly backend: { readonly client?: Record<string, number>; readonly server?: Record<string, number> };
 }
 
 export interface DomainHandle {
@@ -92,6 +177,9 @@ export class Machine {
   readonly hv: Comlink.Remote<HypervisorControl>;
   private readonly domains = new Map<number, DomainHandle>();
   private readonly specs = new Map<number, DomainOptions>();
+  /** Attached vifs by "<domid>/<devid>", and the directories written for them. */
+  private readonly vifs = new Map<string, VifAttached>();
+  private readonly vifDirs = new Map<string, DeviceDirsSpec>();
   /** Crash events seen, for tools and tests. */
   readonly crashes: { domid: number; name: string; error: string; action: OnCrash }[] = [];
 
@@ -216,9 +304,180 @@ export class Machine {
     check(await d0.removeDeviceDirs(id), 'remove device directories');
   }
 
+  /**
+   * [attachVif domid spec] plugs a network interface into a running domU as
+   * `xl network-attach` does: it writes both device directories as libxl
+   * does (libxl__device_nic_add; XEN-FACTS.md §3), in Initialising, and the
+   * guest's netfront and the backend domain's netback connect through
+   * XenBus (netback plugs vif<domid>.<devid> into the bridge). Returns what
+   * it made; the device is connected once `domU(domid).vifs()` says so.
+   *
+   *   backend/vif/<domid>/<devid>: frontend, frontend-id, online, state, handle,
+   *       mac, bridge, script, type, mtu, [rate = "bytes,usecs"], [ip], vifname
+   *   device/vif/<devid>: backend, backend-id, state, handle, mac, mtu, [trusted], [ip]
+   */
+  async attachVif(domid: number, spec: VifAttach = {}): Promise<VifAttached> {
+    const d0 = this.dom0;
+    if (d0 === undefined) throw new Error('attachVif: no dom0 to write the device directories');
+    if (this.domains.get(domid)?.kind !== 'domU') throw new Error(`attachVif: d${domid} is not a running domU`);
+    const backDom = spec.backendDomid ?? 0;
+    if (this.domains.get(backDom) === undefined) throw new Error(`attachVif: backend domain d${backDom} is not running`);
+    let devid = spec.devid;
+    if (devid === undefined) for (devid = 0; this.vifs.has(`${domid}/${devid}`); devid++);
+    if (!Number.isSafeInteger(devid) || devid < 0) throw new Error(`attachVif: devid ${devid} is not a non-negative integer`);
+    if (this.vifs.has(`${domid}/${devid}`)) throw new Error(`attachVif: d${domid} already has vif devid ${devid}`);
+    let mac = spec.mac?.toLowerCase();
+    if (mac !== undefined) {
+      const b = parseMac(mac);
+      if (b === null) throw new Error(`attachVif: Invalid parameter \`mac'. ("${mac}")`);
+      if (((b[0] ?? 0) & 1) !== 0) throw new Error(`attachVif: mac ${mac} is a multicast address`);
+      mac = b.map((x) => x.toString(16).padStart(2, '0')).join(':');
+      if (b.every((x) => x === 0)) mac = undefined; // libxl's "default"
+    }
+    if (mac === undefined) {
+      const used = new Set([...this.vifs.values()].map((v) => v.mac));
+      do mac = randomXenMac(); while (used.has(mac));
+    }
+    let rate: VifRate | null = null;
+    if (typeof spec.rate === 'string') {
+      const r = parseVifRate(spec.rate);
+      if (!r.ok) throw new Error(`attachVif: ${r.error}`);
+      rate = r.value;
+    } else if (spec.rate != null) rate = spec.rate;
+    const mtu = spec.mtu ?? VIF_DEFAULTS.mtu;
+    if (!Number.isInteger(mtu) || mtu < 68 || mtu > 65535) throw new Error(`attachVif: mtu ${mtu} is not in 68..65535`);
+    const bridge = spec.bridge ?? VIF_DEFAULTS.bridge;
+    const vifname = `vif${domid}.${devid}`;
+    const rateKey = rate === null ? undefined : `${rate.bytesPerInterval},${rate.intervalUsecs}`;
+    const ip = spec.ip ?? undefined;
+    const dirs: DeviceDirsSpec = {
+      type: 'vif', frontDom: asDomId(domid), backDom: asDomId(backDom), devid,
+      backendKeys: {
+        mac, bridge, script: spec.script ?? VIF_DEFAULTS.script, type: 'vif', mtu: String(mtu), vifname,
+        ...(rateKey !== undefined ? { rate: rateKey } : {}), ...(ip !== undefined ? { ip } : {}),
+      },
+      frontendKeys: {
+        mac, mtu: String(mtu),
+        ...(spec.trusted != null ? { trusted: spec.trusted ? '1' : '0' } : {}), ...(ip !== undefined ? { ip } : {}),
+      },
+    };
+    check(await d0.createDeviceDirs(dirs), `attach vif ${devid} to d${domid}`);
+    this.vifDirs.set(`${domid}/${devid}`, dirs);
+    const made: VifAttached = { domid, devid, backendDomid: backDom, mac, bridge, vifname, mtu, ...(rateKey !== undefined ? { rateKey } : {}), ...(ip !== undefined ? { ip } : {}) };
+    this.vifs.set(`${domid}/${devid}`, made);
+    return made;
+  }
+
+  /**
+   * [recreateVifBackends backendDomid] writes the backend directory of every
+   * vif that domain serves afresh, in Initialising (libxl adding a device
+   * with only its backend entries): what the toolstack does once a restarted
+   * netback watches again. Frontends see their backend come back and
+   * reconnect. Returns how many directories it wrote.
+   */
+  async recreateVifBackends(backendDomid = 0): Promise<number> {
+    const d0 = this.dom0;
+    if (d0 === undefined) throw new Error('recreateVifBackends: no dom0');
+    let n = 0;
+    for (const dirs of this.vifDirs.values()) {
+      if (dirs.backDom !== backendDomid) continue;
+      check(await d0.createDeviceDirs({ ...dirs, sides: 'backend' }), `re-create backend/vif/${dirs.frontDom}/${dirs.devid}`);
+      n++;
+    }
+    return n;
+  }
+
+  /** The vifs attached to domid (every domain's when omitted), in devid order. */
+  vifsOf(domid?: number): VifAttached[] {
+    return [...this.vifs.values()].filter((v) => domid === undefined || v.domid === domid).sort((a, b) => a.domid - b.domid || a.devid - b.devid);
+  }
+
+  /**
+   * [detachVif domid devid] unplugs the vif as `xl network-detach` does:
+   * online = 0 and backend Closing; netfront closes, revokes its grants and
+   * frees its pages, netback unmaps the rings, closes its ports and leaves
+   * the bridge, the backend goes Closed; then both directories go.
+   */
+  async detachVif(domid: number, devid: number, timeoutMs = 10_000): Promise<void> {
+    const d0 = this.dom0;
+    if (d0 === undefined) return;
+    const v = this.vifs.get(`${domid}/${devid}`);
+    const backDom = v?.backendDomid ?? 0;
+    const id = { type: 'vif', frontDom: asDomId(domid), backDom: asDomId(backDom), devid };
+    const be = `/local/domain/${backDom}/backend/vif/${domid}/${devid}`;
+    const fe = `/local/domain/${domid}/device/vif/${devid}`;
+    check(await d0.initiateDeviceRemove(id), 'initiate remove');
+    const end = Date.now() + timeoutMs;
+    // Both ends Closed (the frontend has let go of its grants), or a guest that is gone.
+    for (;;) {
+      const b = await d0.xsRead(`${be}/state`);
+      const f = await d0.xsRead(`${fe}/state`);
+      const closed = (x: typeof b) => !x.ok || x.value === '6';
+      if ((closed(b) && closed(f)) || Date.now() > end) break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    check(await d0.removeDeviceDirs(id), 'remove device directories');
+    this.vifs.delete(`${domid}/${devid}`);
+    this.vifDirs.delete(`${domid}/${devid}`);
+  }
+
+  /**
+   * [iperf opts] runs an iperf3-like stream from one guest's vif to
+   * another's: a server listens in the server guest, the client runs in the
+   * client guest (both workers read one clock, process.hrtime), then the
+   * server reports once every stream closed. Joins both reports, with
+   * dom0's netback counters of both vifs over the run, into iperf3's JSON.
+   */
+  async iperf(opts: NetStreamOptions): Promise<NetStreamResult> {
+    const cdev = opts.client.devid ?? 0;
+    const sdev = opts.server.devid ?? 0;
+    const cu = this.domU(opts.client.domid);
+    const su = this.domU(opts.server.domid);
+    const sv = await su.waitVif(sdev);
+    if (!sv.ok) throw new Error(`iperf: ${sv.error}`);
+    const cv = await cu.waitVif(cdev);
+    if (!cv.ok) throw new Error(`iperf: ${cv.error}`);
+    const d0 = this.dom0;
+    const backendOf = async (domid: number, devid: number): Promise<Record<string, number> | undefined> => {
+      const row = (await d0?.vifStats(domid))?.find((r) => r.devid === devid);
+      return row === undefined ? undefined : { ...row.counters };
+    };
+    const b0 = { client: await backendOf(opts.client.domid, cdev), server: await backendOf(opts.server.domid, sdev) };
+    const id = await su.iperfServerStart(sdev, { ip: opts.server.ip, ...(opts.spec.port !== undefined ? { port: opts.spec.port } : {}), ...(opts.spec.window !== undefined ? { window: opts.spec.window } : {}) });
+    if (!id.ok) throw new Error(`iperf server: ${id.error}`);
+    opts.onStart?.();
+    const t0 = Date.now();
+    let c: Awaited<ReturnType<DomUAgent['iperfClient']>>;
+    try {
+      c = await cu.iperfClient(cdev, {
+        ip: opts.client.ip, serverIp: opts.server.ip, serverMac: sv.value.mac, spec: opts.spec,
+        ...(opts.seed !== undefined ? { seed: opts.seed } : {}), ...(opts.tuning !== undefined ? { tuning: opts.tuning } : {}),
+      });
+    } catch (e) {
+      await su.iperfServerStop(id.value);
+      throw e;
+    }
+    const s = await su.iperfServerStop(id.value, { streams: c.ok ? c.value.spec.parallel : 0, waitMs: opts.closeWaitMs ?? 2000 });
+    if (!c.ok) throw new Error(`iperf client: ${c.error}`);
+    if (!s.ok) throw new Error(`iperf server: ${s.error}`);
+    const delta = (a: Record<string, number> | undefined, b: Record<string, number> | undefined): Record<string, number> | undefined =>
+      a === undefined || b === undefined ? undefined : Object.fromEntries(Object.entries(b).map(([k, v]) => [k, v - (a[k] ?? 0)]));
+    const b1 = { client: await backendOf(opts.client.domid, cdev), server: await backendOf(opts.server.domid, sdev) };
+    const backend = { ...(b1.client ? { client: delta(b0.client, b1.client) ?? b1.client } : {}), ...(b1.server ? { server: delta(b0.server, b1.server) ?? b1.server } : {}) };
+    const json = toIperf3Json(c.value, s.value, { timestampMs: t0, backend });
+    return { json, client: c.value, server: s.value, backend };
+  }
+
   private async release(domid: number): Promise<void> {
     const d0 = this.dom0;
+    const vifs = this.vifsOf(domid);
+    for (const v of vifs) {
+      this.vifs.delete(`${domid}/${v.devid}`);
+      this.vifDirs.delete(`${domid}/${v.devid}`);
+    }
     if (d0 === undefined || domid === 0) return;
+    // libxl__devices_destroy: the backends let go of the guest's rings (else it stays a zombie).
+    for (const v of vifs) await d0.removeDeviceDirs({ type: 'vif', frontDom: asDomId(domid), backDom: asDomId(v.backendDomid), devid: v.devid });
     await d0.release(domid);
     await d0.xsRm(`/local/domain/${domid}`);
   }
