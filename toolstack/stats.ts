@@ -20,7 +20,10 @@
  *   whole process used 6% of one CPU). Agents without `threadCpuNs()` give 0.
  * - VBD and NET counters: from a DeviceStatsSource the drivers provide (an
  *   option of the collector), else the agent's optional `deviceStats()`,
- *   else none.
+ *   else none. NET counters a source leaves empty come from dom0's netback
+ *   (`dom0.vifStats()`, one call per sample), as xentop reads /proc/net/dev
+ *   of vifD.N: NETTX is what the guest sent (netback's TX), NETRX what it
+ *   received.
  * Agents are asked over comlink with a timeout: a domain busy in a long
  * synchronous stretch keeps its last known values instead of stalling the view.
  */
@@ -61,6 +64,13 @@ export interface StatsMachine {
   };
   readonly mem: { readonly frames: number; readonly pageSize: number };
   domain(domid: number): { readonly agent: unknown } | undefined;
+  /** dom0's agent, when it serves netback (Machine.dom0 fits). */
+  readonly dom0?: Dom0NetSource | undefined;
+}
+
+/** The part of dom0's agent that gives every vif's xentop counters. */
+export interface Dom0NetSource {
+  vifStats(): Promise<readonly { readonly frontDom: number; readonly devid: number; readonly xentop: NetStats }[]>;
 }
 
 export interface StatsCollectorOptions {
@@ -206,6 +216,28 @@ export class StatsCollector {
     }
   }
 
+  private dom0HasNets: boolean | null = null;
+
+  /** Every guest's vifs as netback counts them, by domid (empty when dom0 serves none). */
+  private async dom0Nets(): Promise<Map<number, NetStats[]>> {
+    const out = new Map<number, NetStats[]>();
+    const d0 = this.machine.dom0;
+    if (d0 === undefined || this.dom0HasNets === false) return out;
+    try {
+      const rows = await withTimeout(d0.vifStats(), this.timeoutMs);
+      if (rows === TIMED_OUT) return out;
+      this.dom0HasNets = true;
+      for (const r of [...rows].sort((a, b) => a.devid - b.devid)) {
+        const list = out.get(r.frontDom) ?? [];
+        list.push(r.xentop);
+        out.set(r.frontDom, list);
+      }
+    } catch {
+      this.dom0HasNets = false; // a dom0 without netback
+    }
+    return out;
+  }
+
   /** [sample] reads every domain once. */
   async sample(): Promise<MachineSample> {
     const m = this.machine;
@@ -215,6 +247,7 @@ export class StatsCollector {
     const prev = this.last;
     const elapsedNs = prev === null ? 0 : monoNs - prev.monoNs;
     const cpuMeasured: number[] = [];
+    const netsOf = await this.dom0Nets();
     const domains = await Promise.all(
       [...doms].sort((a, b) => a.domid - b.domid).map(async (d): Promise<DomainStats> => {
         const k = this.knownOf(d.domid);
@@ -235,7 +268,7 @@ export class StatsCollector {
           maxMemKiB: memKiB,
           vcpus: 1,
           vcpusOnline: 1,
-          nets: k.devices.nets,
+          nets: k.devices.nets.length > 0 ? k.devices.nets : (netsOf.get(d.domid) ?? []),
           vbds: k.devices.vbds,
         };
       }),
