@@ -3,13 +3,17 @@
  *
  *   FILE.cfg         an xl domain configuration → the DomainConfig
  *   FILE.fio         an fio job file → the typed jobs
- *   FILE.yaml|.yml   a scenario → the validated Scenario (and its sweep points with --sweep)
+ *   FILE.yaml|.yml   a scenario → the validated Scenario (and its sweep points with --sweep),
+ *                    read by the same loader as `xensim run`, so dom0's blkback
+ *                    settings (machine.dom0.blkback) and their sweep axes are
+ *                    shown as run would use them
  *
  * Warnings go to stderr; a file with errors prints them on stderr and exits 1.
  */
 import type { Command } from 'commander';
 import { readFioJobFile } from '../config/fio-job.ts';
-import { expandSweep, formatIssue, readScenarioFile } from '../config/scenario.ts';
+import type { Scenario } from '../config/scenario.ts';
+import { loadScenario, type BlkbackSettings } from '../run/load-scenario.ts';
 import { seededRng } from '../config/vifspec.ts';
 import { formatDiagnostic, readXlCfgFile } from '../config/xlcfg.ts';
 import type { CliContext } from '../main.ts';
@@ -39,6 +43,11 @@ function fail(ctx: CliContext, message: string): void {
   ctx.exitCode = 1;
 }
 
+/** The scenario with dom0's blkback settings in their place, machine.dom0.blkback. */
+function withBlkback(s: Scenario, blkback: BlkbackSettings): unknown {
+  return { ...s, machine: { ...s.machine, dom0: { ...s.machine.dom0, blkback } } };
+}
+
 function show(ctx: CliContext, file: string, opts: ShowOptions): void {
   let kind: Kind | null = kindOf(file);
   if (opts.type !== undefined) {
@@ -65,13 +74,11 @@ function show(ctx: CliContext, file: string, opts: ShowOptions): void {
       return json(ctx, r.value.jobs);
     }
     case 'scenario': {
-      const r = readScenarioFile(file);
+      const r = loadScenario(file, seed === null ? {} : { seed });
       if (!r.ok) return fail(ctx, r.error.message);
-      for (const w of r.value.warnings) ctx.err(`warning: ${formatIssue(w)}\n`);
-      if (!opts.sweep) return json(ctx, r.value.scenario);
-      const points = expandSweep(r.value);
-      if (!points.ok) return fail(ctx, points.error.message);
-      return json(ctx, points.value);
+      for (const w of r.value.warnings) ctx.err(`warning: ${w}\n`);
+      if (!opts.sweep) return json(ctx, withBlkback(r.value.parsed.scenario, r.value.blkback));
+      return json(ctx, r.value.points.map((p) => ({ point: p.point, scenario: withBlkback(p.scenario, p.blkback) })));
     }
   }
 }
@@ -84,7 +91,7 @@ export function registerConfig(program: Command, ctx: CliContext): void {
     .description('parse FILE (.cfg xl domain config, .fio job file, .yaml scenario) and print it as JSON')
     .argument('<file>', 'the file to read')
     .option('-t, --type <kind>', `what FILE is, when its name does not tell (${KINDS.join('|')})`)
-    .option('-s, --seed <n>', 'seed for generated values such as vif MAC addresses (.cfg)')
+    .option('-s, --seed <n>', 'seed for generated values such as vif MAC addresses (.cfg), or the scenario\'s seed (.yaml)')
     .option('--sweep', 'for a scenario: print every sweep combination')
     .action((file: string, opts: ShowOptions) => show(ctx, file, opts));
 }

@@ -62,6 +62,8 @@ export interface RunPoint {
 
 export interface LoadedScenario {
   readonly parsed: ParsedScenario;
+  /** machine.dom0.blkback as written (defaults filled in), before any sweep. */
+  readonly blkback: BlkbackSettings;
   readonly info: ScenarioInfo;
   /** Every sweep axis, in the order written. */
   readonly axes: readonly SweepAxis[];
@@ -225,7 +227,9 @@ export function loadScenario(file: string, opts: LoadOptions = {}): Result<Loade
   try {
     text = read(file);
   } catch (x) {
-    return err({ kind: 'load-scenario', message: `${file}: cannot read the scenario: ${(x as NodeJS.ErrnoException).code ?? String(x)}` });
+    const e = x as NodeJS.ErrnoException;
+    const why = e.code === 'ENOENT' ? 'No such file or directory' : e.code === 'EACCES' ? 'Permission denied' : e.code === 'EISDIR' ? 'Is a directory' : (e.code ?? String(x));
+    return err({ kind: 'load-scenario', message: `${file}: cannot read the scenario: ${why}` });
   }
   return loadScenarioText(text, file, opts);
 }
@@ -371,5 +375,5 @@ export function loadScenarioText(text: string, file: string, opts: LoadOptions =
   const info: ScenarioInfo = hasExt
     ? { ...asWritten, digest: scenarioDigest({ scenario: parsed.value.scenario, blkback: base, axes }), sweep: axes }
     : asWritten;
-  return ok({ parsed: parsed.value, info, axes, points: out, warnings: parsed.value.warnings.map(formatIssue) });
+  return ok({ parsed: parsed.value, blkback: base, info, axes, points: out, warnings: parsed.value.warnings.map(formatIssue) });
 }

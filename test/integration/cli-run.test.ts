@@ -186,7 +186,7 @@ describe('xensim run: bad inputs (nothing boots)', () => {
   it('says when the scenario file itself is missing, and refuses a bad --seed or --shard', async () => {
     const r = await xensim('run', join(dir, 'missing.yaml'));
     expect(r.code).to.equal(1);
-    expect(r.err).to.contain('missing.yaml: cannot read the scenario: ENOENT');
+    expect(r.err).to.contain('missing.yaml: cannot read the scenario: No such file or directory');
     const s = await xensim('run', join(dir, 's.yaml'), '--seed', '-1');
     expect(s.code).to.equal(1);
     expect(s.err).to.contain("option '--seed <N>' argument '-1' is invalid");

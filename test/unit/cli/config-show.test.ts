@@ -100,6 +100,28 @@ describe('xensim config show (as a child process)', function () {
     expect(yaml.code, yaml.stderr).to.equal(0);
     expect(JSON.parse(yaml.stdout)).to.have.length(4);
   });
+
+  it('shows a scenario as `run` reads it: dom0 blkback settings and their sweep axes included', async () => {
+    writeFileSync(join(dir, 'bad-blkback.yaml'), 'machine:\n  dom0:\n    blkback: { mode: mapp }\n');
+    const [one, sweep, bad] = await Promise.all([
+      xensim('config', 'show', 'examples/grant-sweep.yaml'),
+      xensim('config', 'show', '--sweep', 'examples/grant-sweep.yaml'),
+      xensim('config', 'show', join(dir, 'bad-blkback.yaml')),
+    ]);
+    expect(one.code, one.stderr).to.equal(0);
+    type Shown = { machine: { dom0: { blkback: { mode: string } } } };
+    expect((JSON.parse(one.stdout) as Shown).machine.dom0.blkback.mode).to.equal('persistent');
+    expect(sweep.code, sweep.stderr).to.equal(0);
+    const points = JSON.parse(sweep.stdout) as { point: Record<string, unknown>; scenario: Shown }[];
+    expect(points.map((p) => [p.point['machine.dom0.blkback.mode'], p.scenario.machine.dom0.blkback.mode, p.point['block.0.fio_options.iodepth']])).to.deep.equal([
+      ['persistent', 'persistent', 1], ['persistent', 'persistent', 32],
+      ['map', 'map', 1], ['map', 'map', 32],
+      ['copy', 'copy', 1], ['copy', 'copy', 32],
+    ]);
+    expect(bad.code).to.equal(1);
+    expect(bad.stdout).to.equal('');
+    expect(bad.stderr).to.contain('bad-blkback.yaml:3:').and.contain('mapp');
+  });
 });
 
 describe('xensim run() in-process', () => {

@@ -133,7 +133,7 @@ describe('xensim run: reading a scenario with dom0 blkback settings', () => {
 
   it('says when the file cannot be read', () => {
     const r = loadScenario('/nonexistent/x.yaml');
-    expect(!r.ok && r.error.message).to.equal('/nonexistent/x.yaml: cannot read the scenario: ENOENT');
+    expect(!r.ok && r.error.message).to.equal('/nonexistent/x.yaml: cannot read the scenario: No such file or directory');
   });
 
   it('reads every example scenario, and plans every cell of it without a configuration error', () => {
