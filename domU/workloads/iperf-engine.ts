@@ -243,6 +243,14 @@ function newCounters(): EndpointCounters {
   return { framesSent: 0, framesReceived: 0, sendBusy: 0, rxErrors: {} };
 }
 
+/**
+ * How far behind its pace a sender may fall and still send what it owes, in
+ * one burst (ns). iperf3 paces by the average rate since the start; we bound
+ * the catch-up, but beyond a guest vCPU's longest idle sleep (10 ms), so a
+ * sender whose worker slept through its slots still meets the bitrate.
+ */
+const PACING_CATCH_UP_NS = 20e6;
+
 const ST_SYN_SENT = 1;
 /** Server side: our SYN|ACK is out, the client's ACK not yet in. */
 const ST_SYN_RCVD = 1;
@@ -792,7 +800,7 @@ export class IperfClient {
       if (s.sndNxt < s.sndMax) s.retransmits++;
       else {
         s.packets++;
-        if (this.spec.bitrate > 0) s.nextSendAt = Math.max(s.nextSendAt, now - 1e6) + (len * 8 * 1e9) / this.spec.bitrate;
+        if (this.spec.bitrate > 0) s.nextSendAt = Math.max(s.nextSendAt, now - PACING_CATCH_UP_NS) + (len * 8 * 1e9) / this.spec.bitrate;
         if (s.timedOffset < 0) {
           s.timedOffset = s.sndNxt + len;
           s.timedAt = now;
@@ -845,7 +853,7 @@ export class IperfClient {
         s.bytesNew += got;
         s.packets++;
         s.lastNewDataNs = now;
-        if (this.spec.bitrate > 0) s.nextSendAt = Math.max(s.nextSendAt, now - 1e6) + (got * 8 * 1e9) / this.spec.bitrate;
+        if (this.spec.bitrate > 0) s.nextSendAt = Math.max(s.nextSendAt, now - PACING_CATCH_UP_NS) + (got * 8 * 1e9) / this.spec.bitrate;
         return STEP_SENT;
       }
     }
