@@ -2,14 +2,17 @@
  * dom0's block backends: how a vbd's `params` become a medium, and the
  * backend bus that serves every vbd the toolstack creates for this domain.
  *
- *   params = "ram:SIZE"   an in-memory disk (RamDisk), SIZE with K/M/G suffixes
+ *   params = "ram:SIZE"   a RAM disk in dom0's own memory (Dom0RamStorage: one copy
+ *                         per segment), SIZE with K/M/G suffixes; its pages come from
+ *                         dom0's RAM as they are first written. It outlives a blkback
+ *                         instance (ramMedia below) and goes when the vbd is removed.
  *   params = "/path/img"  a raw image file (FileDisk; flush = fdatasync); created
  *                         at `size` bytes (an xensim backend key) when missing
  *   mode = "r", or device-type = "cdrom": read-only media
  */
-import { RamDisk, ReadOnlyDisk, type DiskStore, describeDiskError } from './devices/disk-store.ts';
+import { ReadOnlyDisk, type DiskStore, describeDiskError } from './devices/disk-store.ts';
 import { FileDisk } from './devices/disk-store-file.ts';
-import { DiskStoreStorage } from './blkback/storage.ts';
+import { DiskStoreStorage, Dom0RamMedium, Dom0RamStorage, type BlkStorage } from './blkback/storage.ts';
 import { blkbackDriver, type BlkbackDriver, type BlkbackDriverOptions, type BlkbackParams } from './blkback/xenbus.ts';
 import { createBackendBus } from '../shared/xenbus/backend.ts';
 import type { XsHandle } from '../shared/xenbus/xs-handle.ts';
@@ -18,37 +21,85 @@ import type { DomainKernel } from '../shared/kernel/kernel.ts';
 import { type Result, err, ok } from '../shared/result.ts';
 import { parseRamSize } from '../cli/config/diskspec.ts';
 import { asDomId } from '../shared/types.ts';
+import type { XenbusDeviceId } from '../shared/xenbus/paths.ts';
 
 export type VbdBackendOptions = Omit<BlkbackDriverOptions, 'openStorage'>;
 
-function openMedium(params: BlkbackParams, sizeBytes: number | undefined): Result<DiskStore, XenbusHookError> {
-  const readOnly = params.mode === 'r' || params.deviceType === 'cdrom';
-  let disk: DiskStore;
-  if (params.params.startsWith('ram:')) {
-    const bytes = parseRamSize(params.params.slice(4));
-    if (bytes === null || bytes < 512 || bytes % 512 !== 0) {
-      return err({ kind: 'bad-params', message: `params "${params.params.slice(0, 64)}": ram:SIZE needs a size in whole sectors, e.g. ram:64M` });
-    }
-    disk = new RamDisk({ sectors: bytes / 512 });
-  } else if (params.params.startsWith('/')) {
-    const r = FileDisk.open({ path: params.params, readOnly, ...(sizeBytes !== undefined ? { sectors: Math.floor(sizeBytes / 512) } : {}) });
-    if (!r.ok) return err({ kind: 'cannot-open', message: `params "${params.params.slice(0, 200)}": ${describeDiskError(r.error)}` });
-    disk = r.value;
-  } else {
-    return err({ kind: 'bad-params', message: `params "${params.params.slice(0, 64)}": expected ram:SIZE or an absolute image path` });
+/** One `ram:` medium and the params it was made for. */
+interface RamMediumEntry {
+  readonly params: string;
+  readonly medium: Dom0RamMedium;
+}
+
+/**
+ * dom0-wide registry of `ram:` media, per serving kernel, by
+ * "<frontDom>/<devid>": a blkback instance that is stopped and started again
+ * in the same dom0 (a backend restart) finds the disk its predecessor served,
+ * bytes intact. A medium goes (its pages back to dom0) when the storage
+ * serving it is closed — blkback closes it when the vbd is removed for good,
+ * or re-probed with other params — never when a backend instance just stops.
+ */
+const ramMedia = new WeakMap<DomainKernel, Map<string, RamMediumEntry>>();
+
+/** [ramMediaOf k] is the registry of k's `ram:` media (for tests and diagnostics). */
+export function ramMediaOf(k: DomainKernel): ReadonlyMap<string, RamMediumEntry> {
+  return ramMedia.get(k) ?? new Map<string, RamMediumEntry>();
+}
+
+function openRam(k: DomainKernel, id: XenbusDeviceId, params: BlkbackParams, readOnly: boolean): Result<BlkStorage, XenbusHookError> {
+  const bytes = parseRamSize(params.params.slice(4));
+  if (bytes === null || bytes < 512 || bytes % 512 !== 0) {
+    return err({ kind: 'bad-params', message: `params "${params.params.slice(0, 64)}": ram:SIZE needs a size in whole sectors, e.g. ram:64M` });
   }
-  return ok(readOnly && !disk.readOnly ? new ReadOnlyDisk(disk) : disk);
+  let reg = ramMedia.get(k);
+  if (reg === undefined) { reg = new Map(); ramMedia.set(k, reg); }
+  const key = `${id.frontDom}/${id.devid}`;
+  let e = reg.get(key);
+  if (e !== undefined && (e.params !== params.params || e.medium.isReleased)) {
+    e.medium.release();
+    reg.delete(key);
+    e = undefined;
+  }
+  if (e === undefined) {
+    e = { params: params.params, medium: new Dom0RamMedium(k, bytes / 512) };
+    reg.set(key, e);
+  }
+  const entry = e;
+  const registry = reg;
+  return ok(new Dom0RamStorage(k, {
+    medium: entry.medium,
+    readOnly,
+    // Closed by blkback only when the vbd goes for good (remove) or its params change.
+    onClose: () => {
+      if (registry.get(key) === entry) registry.delete(key);
+      entry.medium.release();
+    },
+  }));
+}
+
+function openFile(k: DomainKernel, params: BlkbackParams, readOnly: boolean, sizeBytes: number | undefined): Result<BlkStorage, XenbusHookError> {
+  const r = FileDisk.open({ path: params.params, readOnly, ...(sizeBytes !== undefined ? { sectors: Math.floor(sizeBytes / 512) } : {}) });
+  if (!r.ok) return err({ kind: 'cannot-open', message: `params "${params.params.slice(0, 200)}": ${describeDiskError(r.error)}` });
+  const disk: DiskStore = readOnly && !r.value.readOnly ? new ReadOnlyDisk(r.value) : r.value;
+  return ok(new DiskStoreStorage(k.mem, disk));
+}
+
+/** [openVbdStorage k id params sizeBytes] opens the medium a vbd's `params` names, as the storage blkback serves. */
+export function openVbdStorage(k: DomainKernel, id: XenbusDeviceId, params: BlkbackParams, sizeBytes: number | undefined): Result<BlkStorage, XenbusHookError> {
+  const readOnly = params.mode === 'r' || params.deviceType === 'cdrom';
+  if (params.params.startsWith('ram:')) return openRam(k, id, params, readOnly);
+  if (params.params.startsWith('/')) return openFile(k, params, readOnly, sizeBytes);
+  return err({ kind: 'bad-params', message: `params "${params.params.slice(0, 64)}": expected ram:SIZE or an absolute image path` });
 }
 
 /** [startVbdBackends k xs opts] serves every vbd whose backend is this domain. */
 export async function startVbdBackends(k: DomainKernel, xs: XsHandle, opts: VbdBackendOptions = {}): Promise<BlkbackDriver> {
   const drv = blkbackDriver(k, {
     ...opts,
-    openStorage: async (_id, params) => {
-      const size = await xs.readString(`/local/domain/${k.domid}/backend/vbd/${_id.frontDom}/${_id.devid}/size`);
+    openStorage: async (id, params) => {
+      const size = await xs.readString(`/local/domain/${k.domid}/backend/vbd/${id.frontDom}/${id.devid}/size`);
       const bytes = size.ok && /^[0-9]+$/.test(size.value) ? Number(size.value) : undefined;
-      const m = openMedium(params, bytes);
-      return m.ok ? ok(new DiskStoreStorage(k.mem, m.value)) : m;
+      return openVbdStorage(k, id, params, bytes);
     },
   });
   const bus = createBackendBus(xs, asDomId(k.domid), 'vbd', drv.driver, { log: opts.log });

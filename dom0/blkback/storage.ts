@@ -259,9 +259,61 @@ export class DiskStoreStorage implements BlkStorage {
   }
 }
 
-export interface Dom0RamStorageOptions {
-  /** Capacity in 512-byte sectors. */
+/** What a dom0 RAM disk needs of dom0's kernel: its memory (through its MMU) and its RAM page allocator. */
+export interface Dom0RamHost {
+  readonly mem: DomainMemory;
+  readonly ram: { tryAlloc(): Pfn | undefined; release(p: Pfn): void };
+}
+
+/**
+ * [Dom0RamMedium k sectors] is the medium of a dom0 RAM disk (Linux's brd):
+ * disk page i lives in a dom0 RAM page allocated on its first write (an
+ * unwritten page reads as zeros; a whole-page discard gives it back). It is
+ * apart from the storage that serves it so that it can outlive one backend
+ * instance: dom0/vbd.ts keeps media by device in a dom0-wide registry, and a
+ * restarted blkback serves the same bytes (a disk outlives its driver).
+ */
+export class Dom0RamMedium {
   readonly sectors: number;
+  /** dom0 pfn holding disk page i, or -1 while it reads as zeros. */
+  readonly pages: Int32Array;
+  private released = false;
+
+  constructor(readonly host: Dom0RamHost, sectors: number) {
+    if (!Number.isSafeInteger(sectors) || sectors <= 0) throw new RangeError(`sectors must be a positive safe integer, got ${sectors}`);
+    if (host.mem.pageSize !== PAGE_BYTES) throw new RangeError(`a dom0 RAM disk needs 4 KiB pages, dom0 has ${host.mem.pageSize}`);
+    this.sectors = sectors;
+    this.pages = new Int32Array(Math.ceil((sectors * SECTOR_SIZE) / PAGE_BYTES)).fill(-1);
+  }
+
+  get isReleased(): boolean { return this.released; }
+
+  /** Disk pages holding data. */
+  get allocatedPages(): number {
+    let n = 0;
+    for (const p of this.pages) if (p >= 0) n++;
+    return n;
+  }
+
+  /** [release] gives every page back to dom0 (the disk is gone for good); idempotent. */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    for (let i = 0; i < this.pages.length; i++) {
+      const p = this.pages[i] as number;
+      if (p >= 0) this.host.ram.release(p as Pfn);
+      this.pages[i] = -1;
+    }
+  }
+}
+
+export interface Dom0RamStorageOptions {
+  /** Capacity in 512-byte sectors (ignored when `medium` is given). */
+  readonly sectors?: number;
+  /** Serve this medium (it outlives the storage: close() does not release it, `onClose` decides). */
+  readonly medium?: Dom0RamMedium;
+  /** Called once by close(), after the storage stopped serving. */
+  readonly onClose?: () => void;
   readonly readOnly?: boolean;
   readonly maxInflight?: number;
 }
@@ -269,8 +321,7 @@ export interface Dom0RamStorageOptions {
 /**
  * [Dom0RamStorage k opts] is a RAM disk in dom0's own memory — Linux's brd,
  * the "ramdisk backend" of the persistent-grant measurements (PERF-FACTS P1,
- * P2). Disk page i lives in a dom0 RAM page allocated on first write (an
- * unwritten page reads as zeros; discard gives whole pages back). Because
+ * P2), over a Dom0RamMedium (its own, or one that outlives it). Because
  * both the medium and the request's pages are machine memory, a read or
  * write is ONE copy per segment (MachineMemory.copy, a memmove), with no
  * staging buffer — the software disk to benchmark the data path against.
@@ -284,7 +335,10 @@ export class Dom0RamStorage implements BlkStorage {
   readonly physicalSectorSize = 4096;
   readonly features: BlkStorageFeatures;
   readonly maxInflight: number;
-  /** dom0 pfn holding disk page i, or -1 while it reads as zeros. */
+  readonly medium: Dom0RamMedium;
+  private readonly ownsMedium: boolean;
+  private readonly onClose: (() => void) | undefined;
+  /** medium.pages, kept here for the data path. */
   private readonly pages: Int32Array;
   private readonly queue: BlkStorageIo[] = [];
   private running = false;
@@ -292,23 +346,26 @@ export class Dom0RamStorage implements BlkStorage {
   private closed = false;
   faults = 0;
 
-  constructor(private readonly k: { readonly mem: DomainMemory; readonly ram: { tryAlloc(): Pfn | undefined; release(p: Pfn): void } }, opts: Dom0RamStorageOptions) {
-    if (!Number.isSafeInteger(opts.sectors) || opts.sectors <= 0) throw new RangeError(`sectors must be a positive safe integer, got ${opts.sectors}`);
-    if (k.mem.pageSize !== PAGE_BYTES) throw new RangeError(`Dom0RamStorage needs 4 KiB pages, dom0 has ${k.mem.pageSize}`);
-    this.sectors = opts.sectors;
+  constructor(private readonly k: Dom0RamHost, opts: Dom0RamStorageOptions) {
+    if (opts.medium !== undefined) {
+      if (opts.medium.host.mem !== k.mem) throw new RangeError('a dom0 RAM medium is served by the domain whose RAM holds it');
+      this.medium = opts.medium;
+      this.ownsMedium = false;
+    } else {
+      this.medium = new Dom0RamMedium(k, opts.sectors ?? 0);
+      this.ownsMedium = true;
+    }
+    this.onClose = opts.onClose;
+    this.sectors = this.medium.sectors;
     this.readOnly = opts.readOnly ?? false;
     this.features = { flush: true, discard: !this.readOnly, discardSecure: false };
     this.maxInflight = opts.maxInflight ?? 4096;
-    this.pages = new Int32Array(Math.ceil((opts.sectors * SECTOR_SIZE) / PAGE_BYTES)).fill(-1);
+    this.pages = this.medium.pages;
   }
 
   get inflight(): number { return this.outstanding; }
   /** Disk pages holding data. */
-  get allocatedPages(): number {
-    let n = 0;
-    for (const p of this.pages) if (p >= 0) n++;
-    return n;
-  }
+  get allocatedPages(): number { return this.medium.allocatedPages; }
 
   submit(io: BlkStorageIo): void {
     this.outstanding++;
@@ -319,6 +376,7 @@ export class Dom0RamStorage implements BlkStorage {
     if (this.running) return;
     this.running = true;
     try {
+      // complete() may submit and kick again (blkback refilling): this loop runs those too.
       for (let i = 0; i < this.queue.length; i++) {
         const io = this.queue[i] as BlkStorageIo;
         const st = this.execute(io);
@@ -334,15 +392,12 @@ export class Dom0RamStorage implements BlkStorage {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (let i = 0; i < this.pages.length; i++) {
-      const p = this.pages[i] as number;
-      if (p >= 0) this.k.ram.release(p as Pfn);
-      this.pages[i] = -1;
-    }
+    if (this.ownsMedium) this.medium.release();
+    this.onClose?.();
   }
 
   private execute(io: BlkStorageIo): BlkStorageStatus {
-    if (this.closed) return 'error';
+    if (this.closed || this.medium.isReleased) return 'error';
     switch (io.op) {
       case 'flush': return 'ok';
       case 'discard':

@@ -29,7 +29,8 @@ import { XenbusState } from '../../shared/xenbus/state.ts';
 import { must, world, type Guest, type World } from '../unit/xenbus/helpers.ts';
 import { testMachine, type TestMachine } from './machine.ts';
 import type { BlkBackendRingLimits } from '../../domU/blkfront/xenbus.ts';
-import type { BlkFrontendInfo } from '../../dom0/blkback/xenbus.ts';
+import type { BlkFrontendInfo, BlkbackParams } from '../../dom0/blkback/xenbus.ts';
+import { openVbdStorage } from '../../dom0/vbd.ts';
 
 export interface BlkGuest {
   readonly domid: DomId;
@@ -51,6 +52,12 @@ export interface BlkWorldOptions {
 }
 
 export interface DiskSpec {
+  /**
+   * The backend's `params` as the toolstack writes them (ram:SIZE, an image
+   * path): dom0/vbd.ts opens the medium, as dom0's worker does. Without it,
+   * the storage below.
+   */
+  readonly params?: string;
   /** The storage, or a DiskStore to wrap in DiskStoreStorage (default: an 8 MiB RamDisk). */
   readonly storage?: BlkStorage;
   readonly disk?: DiskStore;
@@ -93,7 +100,8 @@ export class BlkWorld {
     this.backend = blkbackDriver(this.dom0, {
       ...o,
       log: o.log ?? ((l) => this.lines.push(l)),
-      openStorage: (id: XenbusDeviceId): Result<BlkStorage, XenbusHookError> => {
+      openStorage: (id: XenbusDeviceId, params: BlkbackParams): Result<BlkStorage, XenbusHookError> => {
+        if (!params.params.startsWith('disk-')) return openVbdStorage(this.dom0, id, params, undefined);
         const s = this.storages.get(`${id.frontDom}/${id.devid}`);
         if (s === undefined) return { ok: false, error: { kind: 'no-disk', message: `no disk for ${id.frontDom}/${id.devid}` } };
         return ok(s);
@@ -136,12 +144,15 @@ export class BlkWorld {
   }
 
   /** [createDisk domid devid spec] registers the storage and creates both device directories (libxl's device add). */
-  async createDisk(domid: number, devid = 51712, spec: DiskSpec = {}): Promise<BlkStorage> {
-    const storage = spec.storage ?? new DiskStoreStorage(this.dom0.mem, spec.disk ?? new RamDisk({ sectors: 16384 }));
-    this.storages.set(`${domid}/${devid}`, storage);
+  async createDisk(domid: number, devid = 51712, spec: DiskSpec = {}): Promise<BlkStorage | undefined> {
+    let storage: BlkStorage | undefined;
+    if (spec.params === undefined) {
+      storage = spec.storage ?? new DiskStoreStorage(this.dom0.mem, spec.disk ?? new RamDisk({ sectors: 16384 }));
+      this.storages.set(`${domid}/${devid}`, storage);
+    }
     must(await createDeviceDirs(this.xs.dom0, {
       type: 'vbd', frontDom: asDomId(domid), backDom: asDomId(0), devid,
-      backendKeys: { params: `disk-${domid}-${devid}`, mode: spec.mode ?? 'w', type: 'phy', 'device-type': spec.deviceType ?? 'disk' },
+      backendKeys: { params: spec.params ?? `disk-${domid}-${devid}`, mode: spec.mode ?? 'w', type: 'phy', 'device-type': spec.deviceType ?? 'disk' },
       frontendKeys: { 'virtual-device': String(devid), 'device-type': spec.deviceType ?? 'disk' },
     }), 'createDeviceDirs');
     return storage;
