@@ -47,16 +47,18 @@ import type { CopyRequest, MapRequest, MapResult, UnmapRequest } from '../../sha
 import { clearForeignP2mMapping, setForeignP2mMapping } from '../dma/frames.ts';
 import { BackRing } from '../../shared/ring/back-ring.ts';
 import type { RingError } from '../../shared/ring/sring.ts';
+import { notifyNeeded, type RingIdx } from '../../shared/ring/u32.ts';
 import type { DomId, GrantHandle, Gref, Pfn, Port } from '../../shared/types.ts';
 import type { VbdStats } from '../../cli/views/stats.ts';
 import { UnmapCostModel, type UnmapCostOptions } from './cost-model.ts';
 import { PersistentGrantCache, type PersistentGrant } from './persistent.ts';
 import {
-  REJECT, REJECT_NAMES, SEGS_PER_INDIRECT_FRAME, checkHeader, checkSegments, rejectStatus,
+  REJECT, REJECT_NAMES, SEGS_PER_INDIRECT_FRAME, checkHeader, checkSegments, decodeReject, refusedHeader, rejectStatus,
   type BlkReqKind, type DeviceLimits, type ParsedHeader, type RejectCode,
 } from './request.ts';
 import type { BlkSegment, BlkStorage, BlkStorageIo, BlkStorageStatus } from './storage.ts';
-import { backRingTypes, newBackRequest, readU32LE, type BackRequest, type BackResponse } from './wire.ts';
+import { BLKIF_RING_FLAT, blkifRequestFlatCodec, blkifResponseFlatCodec, type BlkifRequestFlat, type BlkifResponseFlat } from '../../shared/ring/codec.ts';
+import { readU32LE } from './wire.ts';
 
 /** How blkback moves data between the guest's pages and the storage. */
 export type BlkbackMode = 'persistent' | 'map' | 'copy';
@@ -177,7 +179,6 @@ export class BlkbackDevice {
   readonly limits: DeviceLimits;
   readonly rings: BlkbackRing[] = [];
   mode: BlkbackMode;
-  cache: PersistentGrantCache | null = null;
   readonly costModel: UnmapCostModel | null;
   readonly clock: () => number;
   readonly pushEvery: number;
@@ -222,9 +223,6 @@ export class BlkbackDevice {
   connect(specs: readonly RingSpec[], persistent: boolean): { ok: true } | { ok: false; error: ConnectError } {
     this.disconnect();
     this.mode = this.config.mode === 'persistent' && !persistent ? (this.config.fallback ?? 'map') : this.config.mode;
-    this.cache = this.mode === 'persistent'
-      ? new PersistentGrantCache({ max: this.config.maxPersistentGrants, unusedMs: this.config.persistentUnusedMs, lruIntervalMs: this.config.lruIntervalMs, clock: this.clock })
-      : null;
     this.protocolError = null;
     for (let q = 0; q < specs.length; q++) {
       const r = BlkbackRing.connect(this, q, specs[q] as RingSpec);
@@ -240,15 +238,18 @@ export class BlkbackDevice {
     return { ok: true };
   }
 
-  /** [disconnect] stops every ring (in-flight I/O finishes and is unmapped, unanswered), unmaps the cache. */
+  /** [disconnect] stops every ring (in-flight I/O finishes and is unmapped, unanswered), unmaps their caches. */
   disconnect(): void {
     for (const r of this.rings) r.shutdown();
     this.rings.length = 0;
-    if (this.cache !== null) {
-      const idle = this.cache.drain();
-      this.unmapPersistent(idle);
-    }
     this.connected = false;
+  }
+
+  /** [persistentGrants] is how many grants the rings' caches hold now. */
+  get persistentGrants(): number {
+    let n = 0;
+    for (const r of this.rings) n += r.cachedGrants;
+    return n;
   }
 
   /** [fail why] is the frontend breaking the protocol: stop every ring and report (once). */
@@ -268,7 +269,7 @@ export class BlkbackDevice {
 
   /** A snapshot of the counters (with the cache size now). */
   snapshot(): BlkbackCounters {
-    this.counters.persistent_grants = this.cache?.size ?? 0;
+    this.counters.persistent_grants = this.persistentGrants;
     if (this.costModel) {
       this.counters.unmap_cost_ns = this.costModel.chargedNs;
       this.counters.tlb_shootdowns = this.costModel.shootdowns;
@@ -345,19 +346,15 @@ export class BlkbackDevice {
     list.forEach((g, i) => { if (st[i] === GNTST.okay) this.k.ballooned.release(g.pfn); });
   }
 
-  /** Runs a purge of the persistent cache if an LRU interval has passed. */
-  maybePurge(now: number): void {
-    if (this.cache === null) return;
-    const drop = this.cache.purge(now);
-    if (drop.length > 0) this.unmapPersistent(drop);
-  }
 }
 
 /** One queue: its ring, event channel and pending-request pool. */
 export class BlkbackRing {
-  private readonly req: BackRequest = newBackRequest();
-  private readonly rsp: BackResponse = { idLo: 0, idHi: 0, operation: 0, status: 0 };
-  private readonly ring: BackRing<BackRequest, BackResponse>;
+  /** The private copy of the request being consumed (BLKIF_RING_FLAT; reused). */
+  private readonly req: BlkifRequestFlat = blkifRequestFlatCodec.create();
+  /** The private response being written, every field defined (XSA-216; reused). */
+  private readonly rsp: BlkifResponseFlat = blkifResponseFlatCodec.create();
+  private readonly ring: BackRing<BlkifRequestFlat, BlkifResponseFlat>;
   private readonly pool: PendingReq[] = [];
   private readonly all: PendingReq[] = [];
   private batch: PendingReq[] = [];
@@ -379,8 +376,14 @@ export class BlkbackRing {
   private pagesReleased = false;
   private readonly indirectBuf = new Uint8Array(SEGS_PER_INDIRECT_FRAME * 8);
   private readonly maxSegs: number;
-  /** The mode and cache this ring was connected with (a reconnect makes new ones; our in-flight I/O keeps these). */
+  /** The mode this ring was connected with (a reconnect makes new rings; our in-flight I/O keeps it). */
   private readonly mode: BlkbackMode;
+  /**
+   * This ring's persistent-grant cache (persistent mode), as Linux keeps one
+   * per ring (xen_blkif_ring.persistent_gnts): each queue has its own
+   * max_persistent_grants, so several queues with indirect segments do not
+   * overflow one shared limit and fall back to mapping.
+   */
   private readonly cache: PersistentGrantCache | null;
   private readonly ringPfns: Pfn[];
   private readonly ringHandles: GrantHandle[];
@@ -395,8 +398,11 @@ export class BlkbackRing {
     this.ringHandles = ringHandles;
     this.localPort = localPort;
     this.mode = dev.mode;
-    this.cache = dev.cache;
-    this.ring = BackRing.init(dev.k.mem.region(ringPfns), backRingTypes(this.req));
+    const c = dev.config;
+    this.cache = dev.mode === 'persistent'
+      ? new PersistentGrantCache({ max: c.maxPersistentGrants, unusedMs: c.persistentUnusedMs, lruIntervalMs: c.lruIntervalMs, clock: dev.clock })
+      : null;
+    this.ring = BackRing.init(dev.k.mem.region(ringPfns), BLKIF_RING_FLAT);
     this.maxSegs = Math.max(11, dev.config.maxIndirectSegments);
     const complete = (p: PendingReq, s: BlkStorageStatus): void => this.onComplete(p, s);
     // Linux: XEN_BLKIF_REQS_PER_PAGE (32) per ring page, i.e. one per ring slot.
@@ -449,6 +455,8 @@ export class BlkbackRing {
   get port(): Port { return this.localPort; }
   /** Requests consumed and not yet answered. */
   get pending(): number { return this.inflight; }
+  /** Grants this ring's persistent cache holds. */
+  get cachedGrants(): number { return this.cache?.size ?? 0; }
 
   /** Stop serving (protocol error): no more consumption; in-flight I/O still completes and is released. */
   halt(): void {
@@ -464,6 +472,8 @@ export class BlkbackRing {
       // Already closed by the peer's death: nothing to undo.
     }
     this.flushCompletions();
+    // The cache goes with the ring: idle grants are unmapped now, those in use when their I/O ends.
+    if (this.cache !== null) this.dev.unmapPersistent(this.cache.drain());
     this.releaseIfIdle();
   }
 
@@ -490,7 +500,7 @@ export class BlkbackRing {
       do {
         this.again = false;
         if (this.dead) break;
-        dev.maybePurge(dev.clock());
+        this.maybePurge(dev.clock());
         this.consume();
         if (this.batch.length > 0) this.runBatch(this.batch);
         this.batch.length = 0;
@@ -513,6 +523,13 @@ export class BlkbackRing {
     } finally {
       this.processing = false;
     }
+  }
+
+  /** Runs a purge of this ring's persistent cache if an LRU interval has passed. */
+  private maybePurge(now: number): void {
+    if (this.cache === null) return;
+    const drop = this.cache.purge(now);
+    if (drop.length > 0) this.dev.unmapPersistent(drop);
   }
 
   private overflow(e: RingError): void {
@@ -543,12 +560,25 @@ export class BlkbackRing {
         const p = this.pool.pop() as PendingReq;
         this.inflight++;
         // RING_COPY_REQUEST: the slot is copied once; only the private copy is decoded.
-        this.ring.copyRequestWith(this.ring.types.request);
+        const d = this.ring.copyRequestInto(blkifRequestFlatCodec, this.req);
         dev.counters.ring_requests++;
-        this.take(p);
+        if (d.ok) this.take(p);
+        else this.refuse(p, decodeReject(d.error));
         if (this.barrier !== null) return;
       }
     }
+  }
+
+  /** A slot the codec could not decode: answered at once with the id and operation the guest sent. */
+  private refuse(p: PendingReq, code: RejectCode): void {
+    const q = this.req;
+    p.idLo = q.idLo;
+    p.idHi = q.idHi;
+    p.operation = q.operation;
+    p.ioStatus = 'ok';
+    refusedHeader(q, p.hdr);
+    p.reject = code;
+    this.finishEarly(p);
   }
 
   /** Fills p from the private copy and validates its header and direct segments. */
@@ -569,8 +599,8 @@ export class BlkbackRing {
     } else if (h.nsegs > 0) {
       for (let i = 0; i < h.nsegs; i++) {
         p.gref[i] = q.segGref[i] as number;
-        p.first[i] = q.segFirst[i] as number;
-        p.last[i] = q.segLast[i] as number;
+        p.first[i] = q.segFirstSect[i] as number;
+        p.last[i] = q.segLastSect[i] as number;
       }
       const t = checkSegments(p.first, p.last, h.nsegs, h.sector, dev.limits);
       if (t < 0) { p.reject = -t as RejectCode; return this.finishEarly(p); }
@@ -961,7 +991,8 @@ export class BlkbackRing {
       for (let i = 0; i < st.length; i++) if (st[i] === GNTST.okay) k.ballooned.release(unmapPfns[i] as Pfn);
     }
     if (dropped.length > 0) dev.unmapPersistent(dropped);
-    // Responses.
+    // Responses. Every response before this flush was pushed: rsp_prod stands at rspProdPvt.
+    const pushedBefore = this.ring.rspProdPvt;
     let sincePush = 0;
     for (const p of list) {
       if (!this.dead) {
@@ -970,13 +1001,14 @@ export class BlkbackRing {
         rsp.idHi = p.idHi;
         rsp.operation = p.operation;
         rsp.status = this.statusOf(p);
-        this.ring.putResponseWith(this.ring.types.response, rsp);
+        this.ring.putResponseFrom(blkifResponseFlatCodec, rsp);
         dev.counters.ring_responses++;
         if (rsp.status === BLKIF_RSP_ERROR) dev.counters.error_responses++;
         else if (rsp.status === BLKIF_RSP_EOPNOTSUPP) dev.counters.eopnotsupp_responses++;
         if (++sincePush >= dev.pushEvery) {
+          // Publish early (a frontend already running picks these up at its final check), notify later.
           sincePush = 0;
-          this.push();
+          this.ring.pushResponses();
         }
       }
       if (p === this.barrier) { this.barrier = null; this.barrierRunning = false; }
@@ -985,7 +1017,7 @@ export class BlkbackRing {
       this.pool.push(p);
     }
     list.length = 0;
-    if (!this.dead && sincePush > 0) this.push();
+    if (!this.dead && this.ring.rspProdPvt !== pushedBefore) this.pushAndNotifyOnce(pushedBefore);
     if (this.dead) this.releaseIfIdle();
   }
 
@@ -1004,8 +1036,19 @@ export class BlkbackRing {
     }
   }
 
-  private push(): void {
-    if (this.ring.pushResponsesAndCheckNotify()) {
+  /**
+   * RING_PUSH_RESPONSES_AND_CHECK_NOTIFY over the whole flush: publish the
+   * rest, then notify once if the frontend's rsp_event lies anywhere in
+   * (rsp_prod before this flush, rsp_prod now] — one notification per batch
+   * of completions, however many early pushes it made.
+   */
+  private pushAndNotifyOnce(before: RingIdx): void {
+    const ring = this.ring;
+    // Release store of rsp_prod: front sees resps /before/ updated producer index.
+    ring.pushResponses();
+    // Sequentially consistent atomics are xen_mb(): front sees the new rsp_prod /before/ we read rsp_event,
+    // so a frontend that re-armed rsp_event and re-checked either saw our responses or is notified now.
+    if (notifyNeeded(ring.rspProdPvt, before, ring.shared.loadRspEvent())) {
       this.dev.counters.notifications_sent++;
       this.dev.k.evtchn.notify(this.localPort);
     }

@@ -9,8 +9,8 @@
  * cache is marked overflowing; every LRU interval (100 ms) a full or
  * overflowing cache drops the least recently used idle grants, down to 5 %
  * below the limit (LRU_PERCENT_CLEAN); and grants unused for
- * `persistent_grant_unused_seconds` (60 s) are dropped. Linux keeps one cache
- * per ring; xensim keeps one per device (its queues run on one vCPU).
+ * `persistent_grant_unused_seconds` (60 s) are dropped. As in Linux, each
+ * ring (queue) has its own cache with its own limit.
  *
  * Time comes from an injected clock (ms), so tests can age grants.
  * Purging only decides what to drop; the caller unmaps (batched).

@@ -13,7 +13,7 @@ import {
   BLKIF_DISCARD_SECURE, BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_OP_DISCARD, BLKIF_OP_FLUSH_DISKCACHE, BLKIF_OP_INDIRECT,
   BLKIF_OP_READ, BLKIF_OP_WRITE, BLKIF_OP_WRITE_BARRIER, BLKIF_RSP_EOPNOTSUPP, BLKIF_RSP_ERROR, BLKIF_SECTORS_PER_FRAME,
 } from '../../shared/abi/blkif.ts';
-import type { BackRequest } from './wire.ts';
+import type { BlkifRequestFlat, CodecError } from '../../shared/ring/codec.ts';
 
 /** What a request asks the device to do, once its operation is understood. */
 export type BlkReqKind = 'read' | 'write' | 'flush' | 'barrier' | 'discard';
@@ -86,16 +86,57 @@ export interface ParsedHeader {
 export const SEGS_PER_INDIRECT_FRAME = 512;
 
 /**
- * [checkHeader q lim out] validates everything in the slot except the
- * segments: the operation, the segment count against what we offered, and
- * for discard its range. Fills `out` and returns REJECT.none, or a refusal.
+ * [decodeReject e] is the refusal for a slot the flat codec could not decode
+ * (BackRing.copyRequestInto): an operation we do not know is EOPNOTSUPP, as
+ * Linux answers it; a sector or discard length beyond 2^53 lies beyond any
+ * disk; more than 11 direct segments is a bad count. The codec has set the
+ * id and operation, so the refusal is answered with the id the guest sent.
  */
-export function checkHeader(q: BackRequest, lim: DeviceLimits, out: ParsedHeader): RejectCode {
+export function decodeReject(e: CodecError): RejectCode {
+  switch (e.kind) {
+    case 'unknown-operation': return REJECT.unknownOperation;
+    case 'value-out-of-range': return REJECT.beyondDisk;
+    case 'too-many-segments': return REJECT.badSegmentCount;
+    default: return REJECT.unknownOperation;
+  }
+}
+
+/** [kindOfOperation op] is what a direct operation asks for (anything else: read, for a header that is refused anyway). */
+function kindOfOperation(op: number): BlkReqKind {
+  switch (op) {
+    case BLKIF_OP_WRITE: return 'write';
+    case BLKIF_OP_FLUSH_DISKCACHE: return 'flush';
+    case BLKIF_OP_WRITE_BARRIER: return 'barrier';
+    case BLKIF_OP_DISCARD: return 'discard';
+    default: return 'read';
+  }
+}
+
+/** [refusedHeader q out] resets `out` for a request refused before its header was checked. */
+export function refusedHeader(q: BlkifRequestFlat, out: ParsedHeader): void {
+  out.kind = kindOfOperation(q.operation);
+  out.nsegs = 0;
   out.indirect = false;
   out.nIndirectPages = 0;
   out.secure = false;
   out.nrSectors = 0;
-  out.sector = q.sector;
+  out.sector = 0;
+}
+
+/**
+ * [checkHeader q lim out] validates everything in the slot except the
+ * segments: the operation, the segment count against what we offered, and
+ * for discard its range. q is the private copy the flat codec decoded
+ * (BLKIF_RING_FLAT: unknown operations, sectors beyond 2^53 and more than 11
+ * direct segments were refused by decodeReject already). Fills `out` and
+ * returns REJECT.none, or a refusal.
+ */
+export function checkHeader(q: BlkifRequestFlat, lim: DeviceLimits, out: ParsedHeader): RejectCode {
+  out.indirect = false;
+  out.nIndirectPages = 0;
+  out.secure = false;
+  out.nrSectors = 0;
+  out.sector = q.sectorNumber;
   switch (q.operation) {
     case BLKIF_OP_READ:
     case BLKIF_OP_WRITE:
@@ -129,16 +170,15 @@ export function checkHeader(q: BackRequest, lim: DeviceLimits, out: ParsedHeader
       out.kind = 'discard';
       out.nsegs = 0;
       if (!lim.discard) return REJECT.notSupported;
-      out.secure = (q.discardFlag & BLKIF_DISCARD_SECURE) !== 0;
+      out.secure = (q.flag & BLKIF_DISCARD_SECURE) !== 0;
       if (out.secure && !lim.discardSecure) return REJECT.notSupported;
       if (lim.readOnly) return REJECT.readOnly;
       out.nrSectors = q.nrSectors;
-      if (q.sector < 0 || q.nrSectors < 0 || q.sector + q.nrSectors > lim.sectors) return REJECT.beyondDisk;
+      if (q.sectorNumber + q.nrSectors > lim.sectors) return REJECT.beyondDisk;
       return REJECT.none;
     default:
       return REJECT.unknownOperation;
   }
-  if (q.sector < 0) return REJECT.beyondDisk;
   return REJECT.none;
 }
 
@@ -148,7 +188,7 @@ export function checkHeader(q: BackRequest, lim: DeviceLimits, out: ParsedHeader
  * up to lie on the disk. Returns [REJECT.none, total sectors] packed as
  * total >= 0, or a negated refusal code.
  */
-export function checkSegments(first: readonly number[], last: readonly number[], n: number, sector: number, lim: DeviceLimits): number {
+export function checkSegments(first: ArrayLike<number>, last: ArrayLike<number>, n: number, sector: number, lim: DeviceLimits): number {
   let total = 0;
   for (let i = 0; i < n; i++) {
     const f = first[i] as number;

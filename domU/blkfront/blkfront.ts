@@ -33,13 +33,16 @@ import {
 } from '../../shared/abi/blkif.ts';
 import type { DomainKernel } from '../../shared/kernel/kernel.ts';
 import { FrontRing } from '../../shared/ring/front-ring.ts';
+import {
+  BLKIF_RING_FLAT, blkifRequestFlatCodec, blkifResponseFlatCodec, type BlkifRequestFlat, type BlkifResponseFlat,
+} from '../../shared/ring/codec.ts';
 import type { DomId, Gref, Pfn, Port } from '../../shared/types.ts';
 import {
   SECTOR_SHIFT, SECTOR_SIZE, type BlockDevice, type DeviceCounters, type IoStatus,
 } from '../workloads/block-device.ts';
 import { GrantPool, type GrantCounters, type GrantPage } from './grants.ts';
 import { ShadowTable, type BlkIo, type Part, type ShadowEntry } from './shadow.ts';
-import { frontRingTypes, newFrontRequest, putIndirectSegment, type FrontRequest, type FrontResponse } from './wire.ts';
+import { putIndirectSegment } from './wire.ts';
 
 const PAGE = 4096;
 const SEGS_PER_INDIRECT_FRAME = 512;
@@ -103,9 +106,11 @@ function vbdError(): Promise<IoStatus> { return Promise.resolve('error'); }
 
 /** One ring with its event channel, shadow table, grant pools and waiting parts. */
 export class BlkfrontQueue {
-  readonly ring: FrontRing<FrontRequest, FrontResponse>;
-  private readonly req = newFrontRequest();
-  private readonly rsp: FrontResponse = { idLo: 0, idHi: 0, operation: 0, status: 0 };
+  readonly ring: FrontRing<BlkifRequestFlat, BlkifResponseFlat>;
+  /** The request being built (BLKIF_RING_FLAT; reused, encoded into the ring's private slot then copied once). */
+  private readonly req: BlkifRequestFlat = blkifRequestFlatCodec.create();
+  /** The private copy of the response being consumed (RING_COPY_RESPONSE; reused). */
+  private readonly rsp: BlkifResponseFlat = blkifResponseFlatCodec.create();
   readonly shadow: ShadowTable;
   data: GrantPool | null = null;
   ind: GrantPool | null = null;
@@ -127,7 +132,7 @@ export class BlkfrontQueue {
     maxSegs: number,
   ) {
     const k = f.k;
-    this.ring = FrontRing.init(k.mem.region(ringPfns as Pfn[]), frontRingTypes(this.rsp));
+    this.ring = FrontRing.init(k.mem.region(ringPfns as Pfn[]), BLKIF_RING_FLAT);
     this.shadow = new ShadowTable(this.ring.size, maxSegs);
   }
 
@@ -162,16 +167,15 @@ export class BlkfrontQueue {
     const e = this.shadow.take() as ShadowEntry;
     const q = this.req;
     q.handle = 0;
-    q.sector = io.sector + part.sectorOff;
+    q.sectorNumber = io.sector + part.sectorOff;
     q.nrSegments = 0;
-    q.nIndirect = 0;
     switch (io.kind) {
       case 'flush':
         q.operation = f.flushOp;
         break;
       case 'discard':
         q.operation = BLKIF_OP_DISCARD;
-        q.discardFlag = 0;
+        q.flag = 0;
         q.nrSectors = part.nrSectors;
         break;
       default:
@@ -186,14 +190,14 @@ export class BlkfrontQueue {
     e.operation = q.operation === BLKIF_OP_INDIRECT ? q.indirectOp : q.operation;
     q.idLo = e.slot;
     q.idHi = e.gen;
-    this.ring.putRequestWith(this.ring.types.request, q);
+    this.ring.putRequestFrom(blkifRequestFlatCodec, q);
     f.count('ring_requests');
     this.schedulePush();
     return true;
   }
 
   /** Takes the pages, copies a write's data in, builds the segments (direct or indirect). */
-  private fillData(part: Part, e: ShadowEntry, q: FrontRequest): boolean {
+  private fillData(part: Part, e: ShadowEntry, q: BlkifRequestFlat): boolean {
     const f = this.f;
     const io = part.io;
     const write = io.kind === 'write';
@@ -227,8 +231,8 @@ export class BlkfrontQueue {
       if (indirect) putIndirectSegment(this.indImage, i % SEGS_PER_INDIRECT_FRAME, g.gref, 0, n - 1);
       else {
         q.segGref[i] = g.gref;
-        q.segFirst[i] = 0;
-        q.segLast[i] = n - 1;
+        q.segFirstSect[i] = 0;
+        q.segLastSect[i] = n - 1;
       }
       if (indirect && (i % SEGS_PER_INDIRECT_FRAME === SEGS_PER_INDIRECT_FRAME - 1 || i === nsegs - 1)) {
         const page = e.ind[Math.floor(i / SEGS_PER_INDIRECT_FRAME)] as GrantPage;
@@ -242,8 +246,8 @@ export class BlkfrontQueue {
       q.operation = BLKIF_OP_INDIRECT;
       q.indirectOp = write ? BLKIF_OP_WRITE : BLKIF_OP_READ;
       q.nrSegments = nsegs;
-      q.nIndirect = nInd;
-      for (let i = 0; i < nInd; i++) q.indirectGrefs[i] = (e.ind[i] as GrantPage).gref;
+      // All 8 indirect_grefs go on the wire: the unused ones zero, not a reused struct's leftovers.
+      for (let i = 0; i < 8; i++) q.indirectGrefs[i] = i < nInd ? (e.ind[i] as GrantPage).gref : 0;
       f.count('indirect_requests');
     } else {
       q.operation = write ? BLKIF_OP_WRITE : BLKIF_OP_READ;
@@ -295,7 +299,8 @@ export class BlkfrontQueue {
       const r = this.ring.hasUnconsumedResponses();
       if (!r.ok) { this.breakRing(r.error.kind); return; }
       for (let n = r.value; n > 0; n--) {
-        this.ring.copyResponseWith(this.ring.types.response);
+        // RING_COPY_RESPONSE: the slot is copied once; only the private copy is decoded (never fails).
+        this.ring.copyResponseInto(blkifResponseFlatCodec, this.rsp);
         this.f.count('ring_responses');
         this.complete(this.rsp);
       }
@@ -314,7 +319,7 @@ export class BlkfrontQueue {
   }
 
   /** blkif_completion: match the id, copy a read's data out, give the pages back, finish the part. */
-  private complete(rsp: FrontResponse): void {
+  private complete(rsp: BlkifResponseFlat): void {
     const f = this.f;
     const e = this.shadow.lookup(rsp.idLo, rsp.idHi);
     if (e === undefined) { f.count('bad_responses'); return; }
