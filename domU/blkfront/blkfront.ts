@@ -163,7 +163,7 @@ export class BlkfrontQueue {
     // A feature the backend disowned (EOPNOTSUPP) while this part waited: finish it as if it had been refused.
     if (io.kind === 'flush' && f.flushOp < 0) { f.partDone(part, 'ok'); return true; }
     if (io.kind === 'discard' && !f.discardSupported) { f.partDone(part, 'eopnotsupp'); return true; }
-    if (this.ring.freeRequests() === 0) { f.count('ring_full_stalls'); return false; }
+    if (this.ring.freeRequests() === 0) { f.c.ring_full_stalls++; return false; }
     const e = this.shadow.take() as ShadowEntry;
     const q = this.req;
     q.handle = 0;
@@ -181,7 +181,7 @@ export class BlkfrontQueue {
       default:
         if (!this.fillData(part, e, q)) {
           this.shadow.release(e);
-          f.count('grant_stalls');
+          f.c.grant_stalls++;
           return false;
         }
         break;
@@ -191,7 +191,7 @@ export class BlkfrontQueue {
     q.idLo = e.slot;
     q.idHi = e.gen;
     this.ring.putRequestFrom(blkifRequestFlatCodec, q);
-    f.count('ring_requests');
+    f.c.ring_requests++;
     this.schedulePush();
     return true;
   }
@@ -241,14 +241,14 @@ export class BlkfrontQueue {
       }
       left -= n;
     }
-    if (write) f.count('bounce_bytes', part.nrSectors << SECTOR_SHIFT);
+    if (write) f.c.bounce_bytes += part.nrSectors << SECTOR_SHIFT;
     if (indirect) {
       q.operation = BLKIF_OP_INDIRECT;
       q.indirectOp = write ? BLKIF_OP_WRITE : BLKIF_OP_READ;
       q.nrSegments = nsegs;
       // All 8 indirect_grefs go on the wire: the unused ones zero, not a reused struct's leftovers.
       for (let i = 0; i < 8; i++) q.indirectGrefs[i] = i < nInd ? (e.ind[i] as GrantPage).gref : 0;
-      f.count('indirect_requests');
+      f.c.indirect_requests++;
     } else {
       q.operation = write ? BLKIF_OP_WRITE : BLKIF_OP_READ;
       q.nrSegments = nsegs;
@@ -281,14 +281,14 @@ export class BlkfrontQueue {
     this.pushScheduled = false;
     if (this.closed) return;
     if (this.ring.pushRequestsAndCheckNotify()) {
-      this.f.count('notifications_sent');
+      this.f.c.notifications_sent++;
       this.f.k.evtchn.notify(this.port);
     }
   }
 
   /** The event handler: consume every response, with the final check, then refill from the waiting parts. */
   onEvent(): void {
-    this.f.count('notifications_received');
+    this.f.c.notifications_received++;
     this.drain();
   }
 
@@ -301,7 +301,7 @@ export class BlkfrontQueue {
       for (let n = r.value; n > 0; n--) {
         // RING_COPY_RESPONSE: the slot is copied once; only the private copy is decoded (never fails).
         this.ring.copyResponseInto(blkifResponseFlatCodec, this.rsp);
-        this.f.count('ring_responses');
+        this.f.c.ring_responses++;
         this.complete(this.rsp);
       }
       const more = this.ring.finalCheckForResponses(1);
@@ -322,12 +322,12 @@ export class BlkfrontQueue {
   private complete(rsp: BlkifResponseFlat): void {
     const f = this.f;
     const e = this.shadow.lookup(rsp.idLo, rsp.idHi);
-    if (e === undefined) { f.count('bad_responses'); return; }
+    if (e === undefined) { f.c.bad_responses++; return; }
     const part = e.part as Part;
     const io = part.io;
     let st: IoStatus;
     if (rsp.operation !== e.operation) {
-      f.count('bad_response_ops');
+      f.c.bad_response_ops++;
       st = 'error';
     } else if (rsp.status === BLKIF_RSP_OKAY) {
       st = 'ok';
@@ -349,7 +349,7 @@ export class BlkfrontQueue {
         k.machine.copyOut(k.mem.translatePfn(g.pfn, false), buf, base + i * PAGE, n << SECTOR_SHIFT);
         left -= n;
       }
-      f.count('bounce_bytes', part.nrSectors << SECTOR_SHIFT);
+      f.c.bounce_bytes += part.nrSectors << SECTOR_SHIFT;
     }
     this.giveBack(e);
     this.shadow.release(e);
@@ -402,7 +402,8 @@ export class Blkfront implements BlockDevice {
   /** Parts waiting for a connection (submitted before connect, or in flight at a resume). */
   private held: Part[] = [];
   private rr = 0;
-  private readonly c: Record<FrontCounterName, number>;
+  /** The frontend's counters; the data path bumps them by name (a monomorphic field access, not a keyed one). */
+  readonly c: Record<FrontCounterName, number>;
   readonly grantCounters: GrantCounters = { grants_issued: 0, grant_ends: 0, persistent_reuses: 0, persistent_new: 0, revoke_deferred: 0 };
   /** Pools of earlier connections whose pages the old backend still maps. */
   private retiredPools: GrantPool[] = [];
