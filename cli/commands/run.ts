@@ -7,8 +7,9 @@
  *
  * Every cell's plan is checked before anything boots: a bad scenario, xl
  * config or fio job file is listed (file, place, what was expected) and the
- * exit code is 1. Parts this build cannot run (network streams, driver-domain
- * disks) fail their cells with the reason, after the rest of the cell ran.
+ * exit code is 1. Parts this build cannot run (disks and vifs served by a
+ * driver domain, streams to dom0) fail their cells with the reason, after the
+ * rest of the cell ran.
  */
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';

@@ -26,13 +26,15 @@
  *       vdev: xvda
  *       fio: seqread.fio           # a job file (relative), or inline options: { rw: randread, bs: 4k }
  *       fio_options: { iodepth: 8 } # optional: applied over every job of the file (like fio's command line)
- *   network:                       # iperf3-like streams between domains (dom0 allowed)
+ *   network:                       # iperf3-like streams between guests' first vifs, through dom0's bridge
  *     - from: domu1
  *       to: domu2
  *       protocol: tcp              # tcp | udp
  *       time: 10s                  # either time (default 10s) or bytes (e.g. 1G), not both
  *       size: 128K                 # bytes per write (iperf3 -l); default 128K tcp, 1460 udp
  *       parallel: 1                # streams (iperf3 -P), 1..128
+ *       bitrate: 100M              # bits/s per stream (iperf3 -b, K/M/G are powers of 1000; 0 = unlimited);
+ *                                  # default as iperf3: 1M for udp, unlimited for tcp
  *   sweep:                         # a matrix: every combination is one run
  *     machine.dom0.dma: [swiotlb, iommu]
  *     block.0.fio.iodepth: [1, 8, 32]
@@ -117,6 +119,8 @@ export interface ScenarioNetwork {
   /** Bytes per write (iperf3 -l). */
   readonly size: number;
   readonly parallel: number;
+  /** Bits/s per stream (iperf3 -b; 0 = unlimited); null = iperf3's default (1 Mbit/s UDP, unlimited TCP). */
+  readonly bitrate: number | null;
 }
 export interface SweepAxis {
   readonly path: string;
@@ -272,6 +276,17 @@ class Checker {
   }
 }
 
+/** [parseBitrate v] reads iperf3's -b: a number of bits/s with an optional K, M, G or T (powers of 1000, as iperf3's unit_atof_rate). */
+export function parseBitrate(v: unknown): number | null {
+  const text = typeof v === 'number' ? String(v) : typeof v === 'string' ? v.trim() : null;
+  if (text === null) return null;
+  const m = /^([0-9]+(?:\.[0-9]+)?)([kKmMgGtT]?)$/.exec(text);
+  if (m === null) return null;
+  const mult = { '': 1, k: 1e3, m: 1e6, g: 1e9, t: 1e12 }[(m[2] ?? '').toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  const bps = Math.round(Number(m[1]) * mult);
+  return Number.isSafeInteger(bps) ? bps : null;
+}
+
 function describe(v: unknown): string {
   if (v === undefined) return 'nothing';
   if (v === null) return 'null';
@@ -282,7 +297,8 @@ function describe(v: unknown): string {
 }
 
 const TOP_KEYS = ['seed', 'name', 'description', 'machine', 'domains', 'block', 'network', 'sweep'];
-const DOM0_NAMES = ['dom0', 'Domain-0', '0'];
+/** dom0's names where a scenario names a domain. */
+export const DOM0_NAMES: readonly string[] = ['dom0', 'Domain-0', '0'];
 
 /** Reads a validated Scenario out of plain data (no sweep expansion). */
 function buildScenario(raw: unknown, ck: Checker, opts: Required<ScenarioOptions>, baseDir: string): Scenario | null {
@@ -465,7 +481,7 @@ function buildScenario(raw: unknown, ck: Checker, opts: Required<ScenarioOptions
   const network: ScenarioNetwork[] = [];
   for (const [i, entry] of (ck.list(top['network'], ['network'], 'network streams') ?? []).entries()) {
     const path = ['network', i];
-    const n = ck.obj(entry, path, ['from', 'to', 'protocol', 'bytes', 'time', 'size', 'parallel'], 'a network stream ({ from, to, protocol, ... })');
+    const n = ck.obj(entry, path, ['from', 'to', 'protocol', 'bytes', 'time', 'size', 'parallel', 'bitrate'], 'a network stream ({ from, to, protocol, ... })');
     if (n === null) continue;
     const from = ck.name(n['from'], [...path, 'from'], 'a domain name');
     const to = ck.name(n['to'], [...path, 'to'], 'a domain name');
@@ -498,7 +514,13 @@ function buildScenario(raw: unknown, ck: Checker, opts: Required<ScenarioOptions
     if (size === 0) ck.fail([...path, 'size'], 'expected a size above 0');
     if (protocol === 'udp' && size > 65507) ck.fail([...path, 'size'], `a UDP datagram carries at most 65507 bytes, got ${size}`);
     const parallel = ck.int(n['parallel'], [...path, 'parallel'], 1, 128, SCENARIO_DEFAULTS.net_parallel);
-    if (from !== null && to !== null) network.push({ from, to, protocol, bytes, time_us: timeUs, size, parallel });
+    let bitrate: number | null = null;
+    if (n['bitrate'] !== undefined) {
+      const b = parseBitrate(n['bitrate']);
+      if (b === null) ck.fail([...path, 'bitrate'], `expected bits per second such as 100M, 2.5G or 0 (unlimited), got ${describe(n['bitrate'])}`);
+      else bitrate = b;
+    }
+    if (from !== null && to !== null) network.push({ from, to, protocol, bytes, time_us: timeUs, size, parallel, bitrate });
   }
 
   // sweep (the axes; values are checked by the caller)

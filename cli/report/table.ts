@@ -66,15 +66,23 @@ function counterNames(counters: readonly IoCounters[]): string[] {
   return [...freq.keys()].sort((a, b) => (freq.get(b) ?? 0) - (freq.get(a) ?? 0) || a.localeCompare(b));
 }
 
-/** [formatCountersTable doc] is the device counters per I/O (block) and per packet (network), one table per kind. */
+/**
+ * [formatCountersTable doc] is the device counters per I/O (block) and per
+ * packet (network), one table per kind. A counter that is zero or absent in
+ * every row says nothing and is left out (the table says how many); the JSON
+ * document keeps them all.
+ */
 export function formatCountersTable(doc: XensimResults): string {
   let out = '';
   for (const kind of ['block', 'network'] as const) {
     const rows: { cell: Cell; c: IoCounters }[] = [];
     for (const cell of [...doc.cells].sort((a, b) => a.index - b.index)) for (const c of cell.counters) if (c.kind === kind) rows.push({ cell, c });
     if (rows.length === 0) continue;
-    const names = counterNames(rows.map((r) => r.c));
-    out += `${out === '' ? '' : '\n'}${kind === 'block' ? 'block device counters per completed I/O' : 'network device counters per packet'}\n`;
+    const all = counterNames(rows.map((r) => r.c));
+    const names = all.filter((n) => rows.some(({ c }) => (c.per_io[n] ?? 0) !== 0));
+    const quiet = all.length - names.length;
+    const title = kind === 'block' ? 'block device counters per completed I/O' : 'network device counters per packet';
+    out += `${out === '' ? '' : '\n'}${title}${quiet > 0 ? ` (${quiet} counters that are 0 in every row left out; --json has them)` : ''}\n`;
     out += textTable(
       ['cell', 'domain', 'device', kind === 'block' ? 'I/Os' : 'packets', ...names],
       rows.map(({ cell, c }) => [String(cell.index), c.domain, c.device, fmtNum(c.ios), ...names.map((n) => (c.per_io[n] === undefined ? dash : fmtNum(c.per_io[n] ?? 0)))]),

@@ -1,14 +1,18 @@
 /**
  * `xensim bench`'s built-in scenario: dom0 plus N guests (default 2), each
- * with an in-memory disk (`ram:SIZE`, default 64M) on xvda and, when this
- * build has networking, a vif; in each guest, at the same time:
+ * with an in-memory disk (`ram:SIZE`, default 64M) on xvda and a vif on
+ * dom0's bridge xenbr0; in each guest, at the same time:
  *
  *   [randread-4k]   rw=randread bs=4k iodepth=32, time_based for DURATION
  *   [seqwrite-64k]  stonewall, rw=write bs=64k iodepth=8, time_based for
  *                   DURATION, verify=crc32c: every block carries a checked
  *                   header, and the job reads its region back at the end
  *
- * (and an iperf-like stream between guests, when networking is available).
+ * and, between pairs of guests (domu1 -> domu2, domu3 -> domu4, ...; an odd
+ * last guest runs none, as each vif carries one stream at a time), an
+ * iperf3-like TCP stream of 128 KiB writes for twice DURATION, so it spans
+ * both block phases; every byte is checked by the receiver. The `block` suite runs only the jobs, `network` only the
+ * streams (it needs two guests or more), `all` both.
  * Sweeps: grant strategy (dom0 blkback mode), queue depth (both jobs), and
  * guest count; each given axis multiplies the cells, in that order (the
  * first varies slowest).
@@ -21,7 +25,7 @@ import { SCENARIO_DEFAULTS } from '../config/scenario.ts';
 import type { SweepAxis } from '../config/scenario.ts';
 import { scenarioDigest, type ScenarioInfo, type SimMachine } from '../report/results.ts';
 import type { CellJob } from './driver.ts';
-import { networkAvailable, networkUnavailable } from './network.ts';
+import type { PlannedStream, PlannedVif } from './network.ts';
 import { toEngineSpec } from './fio-adapter.ts';
 import { estimateSeconds, workloadSeed, type CellPlan, type PlannedDomain } from './plan.ts';
 
@@ -97,6 +101,27 @@ export function benchJobs(o: Pick<BenchOptions, 'duration' | 'size'>, depth: num
   return ok(specs);
 }
 
+/** Guest i's vif: devid 0 on xenbr0, a MAC and an address derived from i (so runs repeat). */
+function benchVif(i: number): PlannedVif {
+  const mac = `00:16:3e:00:00:${i.toString(16).padStart(2, '0')}`;
+  const ip = `10.0.0.${i}`;
+  return { devid: 0, ip, bridge: 'xenbr0', attach: { devid: 0, mac, bridge: 'xenbr0', ip } };
+}
+
+/** The streams of a cell with n ≥ 2 guests: domu1 -> domu2, domu3 -> domu4, ... */
+function benchStreams(o: Pick<BenchOptions, 'duration' | 'seed'>, n: number): PlannedStream[] {
+  const out: PlannedStream[] = [];
+  for (let i = 1; i + 1 <= n; i += 2) {
+    const j = i + 1;
+    const time = 2 * o.duration;
+    out.push({
+      label: `domu${i} -> domu${j} (tcp)`, from: `domu${i}`, to: `domu${j}`, fromDevid: 0, toDevid: 0, fromIp: `10.0.0.${i}`, toIp: `10.0.0.${j}`,
+      protocol: 'tcp', spec: { protocol: 'tcp', time, length: 128 * 1024, parallel: 1 }, seed: workloadSeed(o.seed, 1000 + i), estimateSec: time,
+    });
+  }
+  return out;
+}
+
 /** [planBench o] is the cells of a bench run, in sweep order, or why the options cannot work. */
 export function planBench(o: BenchOptions): Result<BenchPlan, string> {
   if (!(o.duration > 0)) return err(`--duration: expected seconds above 0, got ${o.duration}`);
@@ -104,8 +129,10 @@ export function planBench(o: BenchOptions): Result<BenchPlan, string> {
   const notes: string[] = [];
   const wantNet = o.suite === 'network' || o.suite === 'all';
   const wantBlock = o.suite === 'block' || o.suite === 'all';
-  const netRuns = wantNet && networkAvailable();
-  if (o.suite === 'all' && !networkAvailable()) notes.push(`the network suite is skipped: ${networkUnavailable()}`);
+  const counts = o.domains ?? [BENCH_DEFAULTS.domains];
+  if (o.suite === 'network' && counts.some((n) => n < 2)) return err(`the network suite streams between guests: it needs --domains 2 or more, got ${counts.join(',')}`);
+  if (o.suite === 'all' && counts.some((n) => n < 2)) notes.push('cells with one guest run no network stream (a stream needs two guests)');
+  if (wantNet && counts.some((n) => n > 2 && n % 2 === 1)) notes.push(`with an odd number of guests the last one runs no stream (streams pair domu1 -> domu2, domu3 -> domu4, ...)`);
 
   const axes: SweepAxis[] = [];
   if (o.grants !== undefined) axes.push({ path: 'grants', values: [...o.grants] });
@@ -134,13 +161,11 @@ export function planBench(o: BenchOptions): Result<BenchPlan, string> {
     for (let i = 1; i <= n; i++) {
       domains.push({
         name: `domu${i}`, type: 'pvh', memoryKiB: BENCH_DEFAULTS.domUMemory * 1024, model: 'vp', onCrash: 'destroy',
-        disks: [{ vdev: 'xvda', devid: 51712, target: ramTarget, access: 'w', devtype: 'disk', bytes: o.size }],
+        disks: wantBlock ? [{ vdev: 'xvda', devid: 51712, target: ramTarget, access: 'w', devtype: 'disk', bytes: o.size }] : [],
+        vifs: wantNet && n >= 2 ? [benchVif(i)] : [],
       });
     }
-    const unavailable: string[] = [];
-    if (wantNet && !netRuns) {
-      if (o.suite === 'network') unavailable.push(`the network suite: ${networkUnavailable()}`);
-    }
+    const network = wantNet && n >= 2 ? benchStreams(o, n) : [];
     const plan: CellPlan = {
       machine: {
         memory: benchMemoryMiB(n) * 1024 * 1024,
@@ -153,8 +178,8 @@ export function planBench(o: BenchOptions): Result<BenchPlan, string> {
       block: wantBlock
         ? domains.map((d, i) => ({ domain: d.name, vdev: 'xvda', devid: 51712, jobs: jobs.value, seed: workloadSeed(o.seed, i), estimateSec: estimateSeconds(jobs.value) }))
         : [],
-      network: [],
-      unavailable,
+      network,
+      unavailable: [],
       notes: [
         'dom0 dma=swiotlb, iommu=off are recorded, not modelled on the vbd path: blkback reads and writes guest pages through grants straight into the disk store, not through dom0\'s DMA API',
       ],
@@ -163,8 +188,12 @@ export function planBench(o: BenchOptions): Result<BenchPlan, string> {
   }
   const first = cells[0];
   if (first === undefined) return err('the sweep has no cells');
-  const desc = `xensim bench: dom0 and ${o.domains === undefined ? BENCH_DEFAULTS.domains : o.domains.join('/')} guest(s), each with a ram:${sizeText(o.size)} disk; ` +
-    `suite ${o.suite}; 4 KiB random reads, then 64 KiB verified sequential writes read back, ${o.duration} s each`;
+  const parts = [
+    ...(wantBlock ? [`4 KiB random reads, then 64 KiB verified sequential writes read back, ${o.duration} s each`] : []),
+    ...(wantNet ? [`verified TCP streams domu1 -> domu2 (and domu3 -> domu4, ...) for ${2 * o.duration} s`] : []),
+  ];
+  const desc = `xensim bench: dom0 and ${o.domains === undefined ? BENCH_DEFAULTS.domains : o.domains.join('/')} guest(s), each with ` +
+    `${[...(wantBlock ? [`a ram:${sizeText(o.size)} disk`] : []), ...(wantNet ? ['a vif on xenbr0'] : [])].join(' and ')}; suite ${o.suite}; ${parts.join('; ')}`;
   const info: ScenarioInfo = {
     name: 'default',
     file: null,

@@ -1,8 +1,9 @@
 /**
  * Runs one cell of a sweep on a machine of its own: boot the hypervisor,
  * create dom0 (domid 0, with the cell's blkback settings) and the guests,
- * attach the disks, run every block workload inside its guest at the same
- * time, sample dom0's vbd counters meanwhile for the time series, read
+ * attach the disks and vifs, run every block workload and every network
+ * stream inside its guests at the same time, sample dom0's vbd counters
+ * meanwhile for the time series (streams bring their own intervals), read
  * xentop's statistics at the end, shut the machine down, and describe it all
  * as a results Cell (cli/report/results.ts).
  *
@@ -15,9 +16,10 @@ import { StatsCollector, type DeviceStats, type DeviceStatsSource } from '../../
 import type { FioJson } from '../../domU/workloads/fio-json.ts';
 import { startStatusWriter, type StatusWriter } from '../status.ts';
 import { startTopView, type TopView, type ViewStream } from '../report/live.ts';
-import { countersFromFio, SeriesRecorder, xentopToJson, type BlockResult, type Cell, type IoCounters, type TimeSeries, type XentopJson } from '../report/results.ts';
+import { countersFromFio, SeriesRecorder, xentopToJson, type BlockResult, type Cell, type IoCounters, type Iperf3Json, type NetworkResult, type TimeSeries, type XentopJson } from '../report/results.ts';
 import type { VbdStats } from '../views/stats.ts';
 import type { CellPlan } from './plan.ts';
+import { streamOutcome } from './network.ts';
 
 export interface RunCellOptions {
   /** Place in the full sweep. */
@@ -97,10 +99,11 @@ export async function runCell(plan: CellPlan, o: RunCellOptions): Promise<Cell> 
   const started = new Date();
   const t0 = performance.now();
   const elapsed = (): number => (performance.now() - t0) / 1000;
-  const estimate = Math.max(0, ...plan.block.map((b) => b.estimateSec));
+  const estimate = Math.max(0, ...plan.block.map((b) => b.estimateSec), ...plan.network.map((n) => n.estimateSec));
   const timeoutSec = o.timeoutSec ?? 3 * (estimate + 120);
   const problems: string[] = [];
   const block: BlockResult[] = [];
+  const network: NetworkResult[] = [];
   const counters: IoCounters[] = [];
   const series: TimeSeries[] = [];
   let xentop: XentopJson | null = null;
@@ -141,6 +144,7 @@ export async function runCell(plan: CellPlan, o: RunCellOptions): Promise<Cell> 
       const h = await m.createDomain({ name: d.name, memoryKiB: d.memoryKiB, model: d.model, onCrash: d.onCrash });
       domids.set(d.name, h.domid);
       for (const disk of d.disks) await m.attachDisk(h.domid, { vdev: disk.vdev, target: disk.target, access: disk.access, devtype: disk.devtype });
+      for (const vif of d.vifs) await m.attachVif(h.domid, vif.attach);
     }
     checkpoint();
     if (o.top === true) top = startTopView(m, { deviceStats, ...(o.json === true ? { json: true } : {}), ...(o.topStream === undefined ? {} : { stream: o.topStream }) });
@@ -180,12 +184,24 @@ export async function runCell(plan: CellPlan, o: RunCellOptions): Promise<Cell> 
       progressTimer.unref();
     }
 
-    // Every workload at once, each in its guest.
+    // Every workload and stream at once, each in its guests.
     const runs = plan.block.map(async (b) => {
       const domid = domids.get(b.domain);
       if (domid === undefined) return { b, r: { ok: false as const, error: `no domain ${b.domain}` } };
       return { b, r: await m.domU(domid).runFio(b.devid, [...b.jobs], { seed: b.seed }) };
     });
+    const streams = plan.network.map(async (s) => {
+      const from = domids.get(s.from);
+      const to = domids.get(s.to);
+      if (from === undefined || to === undefined) return { s, error: `no domain ${from === undefined ? s.from : s.to}` };
+      try {
+        const r = await m.iperf({ client: { domid: from, devid: s.fromDevid, ip: s.fromIp }, server: { domid: to, devid: s.toDevid, ip: s.toIp }, spec: s.spec, seed: s.seed });
+        return { s, from, to, json: r.json as Iperf3Json };
+      } catch (e) {
+        return { s, error: message(e) };
+      }
+    });
+    const netDone = Promise.all(streams);
     for (const { b, r } of await Promise.all(runs)) {
       if (!r.ok) {
         problems.push(`${b.domain}/${b.vdev}: the workload did not run: ${r.error}`);
@@ -194,6 +210,17 @@ export async function runCell(plan: CellPlan, o: RunCellOptions): Promise<Cell> 
       const fio: FioJson = r.value;
       block.push({ domain: b.domain, vdev: b.vdev, devid: b.devid, fio });
       counters.push(countersFromFio(b.domain, b.vdev, fio));
+    }
+    for (const x of await netDone) {
+      if (!('json' in x) || x.json === undefined) {
+        problems.push(`${x.s.label}: the stream did not run: ${'error' in x ? x.error : 'no result'}`);
+        continue;
+      }
+      const out = streamOutcome(x.s, x.json, x.from, x.to);
+      network.push(out.result);
+      counters.push(...out.counters);
+      series.push(...out.series);
+      problems.push(...out.problems);
     }
     clearInterval(poll);
     poll = null;
@@ -249,7 +276,7 @@ export async function runCell(plan: CellPlan, o: RunCellOptions): Promise<Cell> 
     started: started.toISOString(),
     duration_ms: Math.round(performance.now() - t0),
     block,
-    network: [],
+    network,
     counters,
     series,
     xentop,

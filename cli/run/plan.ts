@@ -10,7 +10,7 @@
  *   image that does not exist). `xensim run` lists them all and exits 1
  *   before it boots anything.
  * - `unavailable`: the configuration is fine but this build cannot run that
- *   part yet (network streams, disks served by a driver domain). The cell
+ *   part yet (disks and vifs served by a driver domain, streams to dom0). The cell
  *   runs everything else, then is reported failed with these messages, so no
  *   result is ever made up for what did not run.
  * `notes` say which settings are recorded but not modelled.
@@ -21,12 +21,12 @@ import type { MemoryModel } from '../../shared/abi/machine.ts';
 import type { OnCrash } from '../../toolstack/machine.ts';
 import type { DriverOptions } from '../../toolstack/worker-data.ts';
 import type { FioJob } from '../config/fio-job.ts';
-import type { Scenario, ScenarioNetwork } from '../config/scenario.ts';
+import type { Scenario } from '../config/scenario.ts';
 import type { DomainType, ShutdownAction } from '../config/xlcfg.ts';
 import { simMachineOf, type SimMachine } from '../report/results.ts';
 import { toEngineSpec } from './fio-adapter.ts';
 import type { BlkbackSettings } from './load-scenario.ts';
-import { networkUnavailable } from './network.ts';
+import { planNetwork, type PlannedStream, type PlannedVif } from './network.ts';
 
 export interface PlannedDisk {
   readonly vdev: string;
@@ -46,6 +46,8 @@ export interface PlannedDomain {
   readonly model: MemoryModel;
   readonly onCrash: OnCrash;
   readonly disks: readonly PlannedDisk[];
+  /** Network interfaces to attach (cli/run/network.ts). */
+  readonly vifs: readonly PlannedVif[];
 }
 
 export interface PlannedBlock {
@@ -66,8 +68,8 @@ export interface CellPlan {
   readonly domains: readonly PlannedDomain[];
   /** Workloads this build can run. */
   readonly block: readonly PlannedBlock[];
-  /** Streams asked for (none run in this build: see `unavailable`). */
-  readonly network: readonly ScenarioNetwork[];
+  /** Streams this build can run, at the same time as the block workloads. */
+  readonly network: readonly PlannedStream[];
   readonly unavailable: readonly string[];
   readonly notes: readonly string[];
 }
@@ -132,6 +134,10 @@ export function planCell(scenario: Scenario, blkback: BlkbackSettings, opts: Pla
     `dom0 dma=${m.dom0.dma}, iommu=${m.dom0.iommu} are recorded, not modelled on the vbd path: blkback reads and writes guest pages through grants straight into the disk store, not through dom0's DMA API`,
   );
 
+  // Streams get seeds after the block workloads' (workloadSeed(seed, i) for block[i]).
+  const net = planNetwork(scenario.domains, scenario.network, (i) => workloadSeed(scenario.seed, scenario.block.length + i));
+  errors.push(...net.errors);
+  unavailable.push(...net.unavailable);
   const domains: PlannedDomain[] = [];
   const diskOf = new Map<string, PlannedDisk>();
   /** Disks left out because this build cannot serve them ("domain/devid"). */
@@ -146,7 +152,6 @@ export function planCell(scenario: Scenario, blkback: BlkbackSettings, opts: Pla
     const disks: PlannedDisk[] = [];
     if (c.maxmem > c.memory) notes.push(`${c.name}: maxmem=${c.maxmem} is recorded, not modelled (no ballooning): the guest has memory=${c.memory} MiB`);
     if (c.vcpus > 1) notes.push(`${c.name}: vcpus=${c.vcpus} is recorded; each domain runs one vCPU thread`);
-    if (c.vif.length > 0 && scenario.network.length === 0) notes.push(`${c.name}: its vif devices are not attached: ${networkUnavailable()}`);
     for (const s of c.disk) {
       const where = `${c.name}: disk ${s.vdev} (\`${s.spec}')`;
       if (s.backend !== null && s.backend !== 'dom0' && s.backend !== 'Domain-0' && s.backend !== '0') {
@@ -184,7 +189,7 @@ export function planCell(scenario: Scenario, blkback: BlkbackSettings, opts: Pla
       if (pagesOk) disks.push(disk);
       else notHere.add(`${c.name}/${s.devid}`);
     }
-    domains.push({ name: c.name, type: c.type, memoryKiB: c.memory * 1024, model: c.memory_model, onCrash: onCrashOf(c.on_crash), disks });
+    domains.push({ name: c.name, type: c.type, memoryKiB: c.memory * 1024, model: c.memory_model, onCrash: onCrashOf(c.on_crash), disks, vifs: net.vifs.get(c.name) ?? [] });
   }
 
   const block: PlannedBlock[] = [];
@@ -211,8 +216,6 @@ export function planCell(scenario: Scenario, blkback: BlkbackSettings, opts: Pla
     else block.push({ domain: b.domain, vdev: b.vdev, devid: b.devid, jobs: specs, seed: workloadSeed(scenario.seed, i), estimateSec: estimateSeconds(specs) });
   }
 
-  for (const n of scenario.network) unavailable.push(`network ${n.from} -> ${n.to} (${n.protocol}): ${networkUnavailable()}`);
-
   const dom0Drivers: DriverOptions = {
     blkback: {
       mode: blkback.mode,
@@ -222,7 +225,7 @@ export function planCell(scenario: Scenario, blkback: BlkbackSettings, opts: Pla
     },
   };
   return {
-    plan: { machine: simMachineOf(m), seed: scenario.seed, dom0Drivers, domains, block, network: scenario.network, unavailable, notes },
+    plan: { machine: simMachineOf(m), seed: scenario.seed, dom0Drivers, domains, block, network: net.streams, unavailable, notes },
     errors,
   };
 }

@@ -12,7 +12,6 @@ import { join } from 'node:path';
 import { run } from '../../cli/main.ts';
 import { validateResults } from '../../cli/report/schema.ts';
 import type { XensimResults } from '../../cli/report/results.ts';
-import { networkUnavailable } from '../../cli/run/network.ts';
 
 const ROOT = join(import.meta.dirname, '../..');
 const BIN = join(ROOT, 'bin/xensim.mjs');
@@ -50,13 +49,14 @@ describe('xensim bench (real machines, tiny size)', function () {
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('runs the default benchmark end to end: dom0 and 2 guests, reads then verified writes, a table and a valid document', async () => {
+  it('runs the default benchmark end to end: dom0 and 2 guests, reads then verified writes, a verified stream, a table and a valid document', async () => {
     const json = join(dir, 'default.json');
     const r = await child(['bench', '--duration', '0.3', '--size', '4M', '--json', json], { CI: 'true' });
     expect(r.code, r.stderr).to.equal(0);
     expect(r.stdout).to.contain('xensim bench: scenario default, 1 of 1 cell(s)').and.match(/\n\s+0\s+ok\s/);
     expect(r.stdout).to.contain('domu1').and.contain('domu2');
-    expect(r.stderr).to.contain('note: the network suite is skipped: network streams are not available in this build');
+    expect(r.stderr).to.not.contain('network');
+    expect(r.stdout).to.contain('network device counters per packet');
     // No progress bar without a terminal (and never under CI).
     expect(r.stderr).to.not.contain('\r');
     const doc = results(json);
@@ -77,6 +77,23 @@ describe('xensim bench (real machines, tiny size)', function () {
       expect(write?.xensim.verify?.verified_sectors).to.be.greaterThan(0);
     }
     expect(cell.xentop?.domains.map((d) => d.name)).to.deep.equal(['Domain-0', 'domu1', 'domu2']);
+    // The stream: iperf3's shape, every byte arrived and checked, per-packet counters of both vifs.
+    expect(cell.network).to.have.length(1);
+    const n = cell.network[0]!;
+    expect(n).to.deep.include({ from: 'domu1', to: 'domu2', protocol: 'tcp', parallel: 1 });
+    const end = n.iperf3.end as { sum_sent: { bytes: number }; sum_received: { bytes: number } };
+    expect(end.sum_sent.bytes).to.be.greaterThan(0);
+    expect(end.sum_received.bytes).to.equal(end.sum_sent.bytes);
+    expect(n.iperf3.intervals.length).to.be.greaterThan(0);
+    const recv = (n.iperf3.xensim as { receiver_streams: { corrupt_bytes: number; closed: boolean }[] }).receiver_streams;
+    expect(recv.map((x) => [x.corrupt_bytes, x.closed])).to.deep.equal([[0, true]]);
+    const vifs = cell.counters.filter((c) => c.kind === 'network');
+    expect(vifs.map((c) => [c.domain, c.device])).to.deep.equal([['domu1', 'vif1.0'], ['domu2', 'vif2.0']]);
+    expect(vifs[0]!.ios).to.be.greaterThan(0);
+    expect(cell.series.some((s) => s.kind === 'network' && s.samples.length > 0)).to.equal(true);
+    // xentop's NET columns saw the traffic.
+    const d1 = cell.xentop?.domains.find((d) => d.name === 'domu1');
+    expect(d1?.nets[0]?.tx_bytes ?? 0).to.be.greaterThan(0);
   });
 
   it('sweeps grant strategies into dom0: map mode maps every request, copy mode copies, and --top shows xentop', async () => {
@@ -96,11 +113,17 @@ describe('xensim bench (real machines, tiny size)', function () {
     for (const c of doc.cells) for (const j of c.block[0]!.fio.jobs) expect(j['job options']['iodepth']).to.equal('4');
   });
 
-  it('fails an explicit network suite with the reason and makes nothing up', async () => {
-    const r = await inProcess('bench', '--suite', 'network', '--json', '-');
-    expect(r.code).to.equal(1);
+  it('runs the network suite alone: streams and no block work; one guest is refused', async () => {
+    const r = await inProcess('bench', '--suite', 'network', '--duration', '0.3', '--json', '-');
+    expect(r.code, r.err).to.equal(0);
     const doc = JSON.parse(r.out) as XensimResults;
-    expect(doc.cells[0]).to.deep.include({ status: 'failed', error: `the network suite: ${networkUnavailable()}`, block: [], network: [] });
+    const cell = doc.cells[0]!;
+    expect(cell.status, cell.error ?? '').to.equal('ok');
+    expect(cell.block).to.deep.equal([]);
+    expect(cell.network.map((n) => `${n.from}->${n.to}`)).to.deep.equal(['domu1->domu2']);
+    const one = await inProcess('bench', '--suite', 'network', '--domains', '1');
+    expect(one.code).to.not.equal(0);
+    expect(one.err).to.contain('the network suite streams between guests: it needs --domains 2 or more, got 1');
   });
 
   it('refuses bad option values with what it expected', async () => {

@@ -13,7 +13,6 @@ import { join } from 'node:path';
 import { run } from '../../cli/main.ts';
 import { validateResults } from '../../cli/report/schema.ts';
 import type { XensimResults } from '../../cli/report/results.ts';
-import { networkUnavailable } from '../../cli/run/network.ts';
 
 const ROOT = join(import.meta.dirname, '../..');
 
@@ -101,20 +100,30 @@ describe('xensim run (real machines)', function () {
     expect(other.scenario.digest).to.equal(docA.scenario.digest);
   });
 
-  it('runs the block work of a cell with a network stream, then fails the cell saying networking is not in this build', async () => {
+  it('runs block work and network streams of a cell at once: a TCP stream by bytes and a paced UDP stream, in iperf3 shape', async () => {
     const file = join(dir, 'net.yaml');
-    const yaml = TINY.replace("disk = [ 'ram:4M,,xvda' ]", "disk = [ 'ram:4M,,xvda' ]\n      vif = [ '' ]\n  - xl: |\n      name = \"h\"\n      memory = 16\n      vif = [ '' ]");
-    writeFileSync(file, `${yaml}network:\n  - { from: g, to: h, time: 1s }\n`);
+    const yaml = TINY.replace('memory: 128M', 'memory: 256M').replace("disk = [ 'ram:4M,,xvda' ]", "disk = [ 'ram:4M,,xvda' ]\n      vif = [ '' ]\n  - xl: |\n      name = \"h\"\n      memory = 16\n      vif = [ 'ip=192.168.7.2' ]\n  - xl: |\n      name = \"u\"\n      memory = 16\n      vif = [ '' ]\n  - xl: |\n      name = \"v\"\n      memory = 16\n      vif = [ '' ]");
+    writeFileSync(file, `${yaml}network:\n  - { from: g, to: h, bytes: 2M }\n  - { from: u, to: v, protocol: udp, time: 500ms, bitrate: 20M, size: 1000 }\n`);
     const r = await xensim('run', file, '--json', '-');
-    expect(r.code, r.err).to.equal(1);
+    expect(r.code, r.err).to.equal(0);
     // JSON mode: stdout is the document and nothing else.
     const doc = JSON.parse(r.out) as XensimResults;
     expect(validateResults(doc).ok).to.equal(true);
     const cell = doc.cells[0]!;
-    expect(cell.status).to.equal('failed');
-    expect(cell.error).to.equal(`network g -> h (tcp): ${networkUnavailable()}`);
-    expect(cell.network).to.deep.equal([]);
+    expect(cell.status, cell.error ?? '').to.equal('ok');
     expect(cell.block[0]?.fio.jobs[0]?.error).to.equal(0);
+    expect(cell.network.map((n) => [n.from, n.to, n.protocol])).to.deep.equal([['g', 'h', 'tcp'], ['u', 'v', 'udp']]);
+    const [tcp, udp] = cell.network;
+    type End = { sum_sent: { bytes: number; packets?: number }; sum_received: { bytes: number; lost_packets?: number } };
+    const tcpEnd = tcp!.iperf3.end as End;
+    expect(tcpEnd.sum_sent.bytes).to.equal(2 << 20);
+    expect(tcpEnd.sum_received.bytes).to.equal(2 << 20);
+    const udpEnd = udp!.iperf3.end as End;
+    // 20 Mbit/s of 1000-byte datagrams for 0.5 s is about 1250 of them.
+    expect(udpEnd.sum_sent.packets ?? 0).to.be.within(600, 1400);
+    expect((udp!.iperf3.start as { test_start: { blksize: number } }).test_start.blksize).to.equal(1000);
+    // The guest spoke the address its vifspec gave.
+    expect(JSON.stringify(tcp!.iperf3.start)).to.contain('192.168.7.2');
   });
 
   it('gives up on a cell at --timeout, reports it failed, and exits', async () => {

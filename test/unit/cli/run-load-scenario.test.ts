@@ -138,7 +138,7 @@ describe('xensim run: reading a scenario with dom0 blkback settings', () => {
 
   it('reads every example scenario, and plans every cell of it without a configuration error', () => {
     const files = readdirSync(EXAMPLES).filter((f) => f.endsWith('.yaml'));
-    expect(files).to.include.members(['block.yaml', 'grant-sweep.yaml', 'files.yaml', 'scenario.yaml']);
+    expect(files).to.include.members(['block.yaml', 'grant-sweep.yaml', 'files.yaml', 'network.yaml', 'scenario.yaml']);
     for (const f of files) {
       const r = loadScenario(join(EXAMPLES, f));
       if (!r.ok) throw new Error(`${f}: ${r.error.message}`);

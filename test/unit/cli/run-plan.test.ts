@@ -3,7 +3,6 @@ import { loadScenarioText, BLKBACK_DEFAULTS } from '../../../cli/run/load-scenar
 import { estimateSeconds, onCrashOf, planCell, workloadSeed } from '../../../cli/run/plan.ts';
 import { benchJobs, benchMemoryMiB, planBench, BENCH_DEFAULTS } from '../../../cli/run/bench-plan.ts';
 import { backendCounters } from '../../../cli/run/cell.ts';
-import { networkUnavailable } from '../../../cli/run/network.ts';
 import type { Scenario } from '../../../cli/config/scenario.ts';
 
 function scenario(yaml: string): Scenario {
@@ -113,7 +112,7 @@ block:
     expect(errors[4]).to.contain('block[1] (g/xvde)').and.contain('larger than the 4194304-byte device');
   });
 
-  it('runs the rest and reports what this build cannot: driver-domain disks and network streams', () => {
+  it('runs the rest and reports what this build cannot: driver-domain disks and vifs, streams to dom0', () => {
     const s = scenario(`domains:
   - xl: |
       name = "dd"
@@ -122,21 +121,74 @@ block:
   - xl: |
       name = "g"
       disk = [ 'ram:4M,,xvda', 'vdev=xvdb, backend=dd, target=ram:4M' ]
-      vif = [ '' ]
+      vif = [ '', 'backend=dd' ]
+  - xl: |
+      name = "h"
+      vif = [ 'ip=10.0.0.1' ]
 block:
   - { domain: g, vdev: xvda, fio: { rw: read, size: 1M } }
   - { domain: g, vdev: xvdb, fio: { rw: read, size: 1M } }
 network:
-  - { from: g, to: dd, time: 1s }
+  - { from: g, to: h, time: 1s }
+  - { from: g, to: dom0, time: 1s }
 `);
     const { plan, errors } = planCell(s, BLKBACK_DEFAULTS);
     expect(errors).to.deep.equal([]);
     expect(plan.block.map((b) => b.vdev)).to.deep.equal(['xvda']);
     expect(plan.domains[1]?.disks.map((d) => d.vdev)).to.deep.equal(['xvda']);
-    expect(plan.unavailable).to.have.length(3);
-    expect(plan.unavailable[0]).to.contain('backend=dd: disks served by a driver domain are not available in this build');
-    expect(plan.unavailable[1]).to.equal('block[1] (g/xvdb): not run: its disk is not available in this build');
-    expect(plan.unavailable[2]).to.equal(`network g -> dd (tcp): ${networkUnavailable()}`);
+    expect(plan.unavailable).to.have.length(4);
+    expect(plan.unavailable[0]).to.contain("g: vif 1 (`backend=dd'): backend=dd: vifs served by a driver domain are not available in this build");
+    expect(plan.unavailable[1]).to.contain('network[1] g -> dom0 (tcp): streams to or from dom0 are not available in this build');
+    expect(plan.unavailable[2]).to.contain('backend=dd: disks served by a driver domain are not available in this build');
+    expect(plan.unavailable[3]).to.equal('block[1] (g/xvdb): not run: its disk is not available in this build');
+    // Addresses: written ones kept, the rest the next free in 10.0.0.0/24, in domain order.
+    expect(plan.domains.map((d) => d.vifs.map((v) => [v.devid, v.ip]))).to.deep.equal([[[0, '10.0.0.2']], [[0, '10.0.0.3']], [[0, '10.0.0.1']]]);
+    expect(plan.network).to.have.length(1);
+    expect(plan.network[0]).to.deep.include({ from: 'g', to: 'h', fromDevid: 0, toDevid: 0, fromIp: '10.0.0.3', toIp: '10.0.0.1', protocol: 'tcp', estimateSec: 1 });
+    expect(plan.network[0]!.spec).to.deep.equal({ protocol: 'tcp', length: 128 * 1024, parallel: 1, time: 1 });
+  });
+
+  it('refuses a second stream through a vif already in one (its iperf endpoint owns the vif)', () => {
+    const s = scenario(`domains:
+  - xl: |
+      name = "a"
+      vif = [ '', '' ]
+  - xl: |
+      name = "b"
+      vif = [ '' ]
+network:
+  - { from: a, to: b }
+  - { from: b, to: a }
+`);
+    const { errors } = planCell(s, BLKBACK_DEFAULTS);
+    expect(errors).to.deep.equal(["network[1] b -> a (tcp): b's vif 0 already carries network[0]; a vif takes part in one stream at a time here: give b another vif or run the streams in separate scenarios"]);
+  });
+
+  it('refuses streams between vifs on different bridges and addresses that are not IPv4', () => {
+    const s = scenario(`domains:
+  - xl: |
+      name = "a"
+      vif = [ 'bridge=xenbr1' ]
+  - xl: |
+      name = "b"
+      vif = [ 'ip=fe80::1' ]
+network:
+  - { from: a, to: b, protocol: udp, bytes: 1M, bitrate: 50M }
+`);
+    const { errors } = planCell(s, BLKBACK_DEFAULTS);
+    expect(errors).to.deep.equal(["b: vif 0 (`ip=fe80::1'): ip=fe80::1: expected an IPv4 address such as 10.0.0.5"]);
+    const t = scenario(`domains:
+  - xl: |
+      name = "a"
+      vif = [ 'bridge=xenbr1' ]
+  - xl: |
+      name = "b"
+      vif = [ '' ]
+network:
+  - { from: a, to: b, protocol: udp, bytes: 1M, bitrate: 50M }
+`);
+    const r = planCell(t, BLKBACK_DEFAULTS);
+    expect(r.errors).to.deep.equal(["network[0] a -> b (udp): a's vif is on bridge xenbr1 and b's on xenbr0; dom0 bridges, it does not route: put both on one bridge"]);
   });
 
   it('attaches no disk on 16 KiB pages, which blkfront cannot use yet, and says so', () => {
@@ -169,8 +221,9 @@ domains:
     const { plan } = planCell(s, BLKBACK_DEFAULTS);
     expect(plan.notes.join('\n')).to.contain('dom0 dma=iommu, iommu=strict are recorded, not modelled on the vbd path')
       .and.contain('g: maxmem=64 is recorded, not modelled')
-      .and.contain('g: vcpus=4 is recorded')
-      .and.contain('g: its vif devices are not attached');
+      .and.contain('g: vcpus=4 is recorded');
+    // A vif with no stream is still attached, as xl would.
+    expect(plan.domains[0]?.vifs.map((v) => v.ip)).to.deep.equal(['10.0.0.1']);
     expect(plan.machine.dom0).to.deep.equal({ memory: 64 << 20, memory_model: 'p2m', dma: 'iommu', iommu: 'strict' });
   });
 });
@@ -193,9 +246,11 @@ describe('xensim bench: planning the built-in benchmark', () => {
     ]);
     expect(jobs[1]?.options).to.include({ verify: 'crc32c', bs: '64k', rw: 'write' });
     expect(plan.block[0]!.seed).to.not.equal(plan.block[1]!.seed);
-    // No network in this build: `all` runs block only and says so; nothing fails for it.
-    expect(notes.join()).to.contain('the network suite is skipped');
+    // `all` also streams from domu1 to domu2 over their vifs, for both block phases.
+    expect(notes.join()).to.not.contain('network');
     expect(plan.unavailable).to.deep.equal([]);
+    expect(plan.domains.map((d) => d.vifs.map((v) => [v.attach.mac, v.ip, v.bridge]))).to.deep.equal([[['00:16:3e:00:00:01', '10.0.0.1', 'xenbr0']], [['00:16:3e:00:00:02', '10.0.0.2', 'xenbr0']]]);
+    expect(plan.network.map((n) => [n.label, n.spec.time, n.spec.protocol])).to.deep.equal([['domu1 -> domu2 (tcp)', 4, 'tcp']]);
     expect(plan.machine.memory).to.equal(benchMemoryMiB(2) << 20);
   });
 
@@ -213,12 +268,22 @@ describe('xensim bench: planning the built-in benchmark', () => {
     expect(r.value.cells[2]!.plan.machine.memory).to.be.greaterThan(r.value.cells[0]!.plan.machine.memory);
   });
 
-  it('fails the cells of an explicit network suite with the reason, instead of making results up', () => {
-    const r = planBench({ suite: 'network', duration: 1, size: 4 << 20, seed: 1 });
+  it('runs only streams in the network suite: pairs of guests, no disks; it needs two guests', () => {
+    const r = planBench({ suite: 'network', duration: 1, size: 4 << 20, seed: 1, domains: [5] });
     if (!r.ok) throw new Error(r.error);
     const plan = r.value.cells[0]!.plan;
     expect(plan.block).to.deep.equal([]);
-    expect(plan.unavailable).to.deep.equal([`the network suite: ${networkUnavailable()}`]);
+    expect(plan.domains.every((d) => d.disks.length === 0 && d.vifs.length === 1)).to.equal(true);
+    expect(plan.network.map((n) => n.label)).to.deep.equal(['domu1 -> domu2 (tcp)', 'domu3 -> domu4 (tcp)']);
+    expect(new Set(plan.network.map((n) => n.seed)).size).to.equal(2);
+    expect(r.value.notes.join()).to.contain('with an odd number of guests the last one runs no stream');
+    const one = planBench({ suite: 'network', duration: 1, size: 4 << 20, seed: 1, domains: [1, 2] });
+    expect(!one.ok && one.error).to.equal('the network suite streams between guests: it needs --domains 2 or more, got 1,2');
+    const all = planBench({ suite: 'all', duration: 1, size: 4 << 20, seed: 1, domains: [1, 2] });
+    if (!all.ok) throw new Error(all.error);
+    expect(all.value.notes).to.include('cells with one guest run no network stream (a stream needs two guests)');
+    expect(all.value.cells[0]!.plan.network).to.deep.equal([]);
+    expect(all.value.cells[1]!.plan.network).to.have.length(1);
   });
 
   it('gives shards of the same bench one digest and different benches different ones', () => {

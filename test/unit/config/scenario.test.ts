@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { join } from 'node:path';
-import { expandSweep, parseByteSize, parseScenario, readScenarioFile, type ParsedScenario, type ScenarioError } from '../../../cli/config/scenario.ts';
+import { expandSweep, parseBitrate, parseByteSize, parseScenario, readScenarioFile, type ParsedScenario, type ScenarioError } from '../../../cli/config/scenario.ts';
 
 const EXAMPLES = join(import.meta.dirname, '../../../examples');
 
@@ -72,8 +72,15 @@ block:
 
   it('reads network streams with iperf3-like defaults', () => {
     const s = parse('domains: [ { config: a.cfg }, { config: b.cfg } ]\nnetwork:\n  - { from: a, to: b }\n  - { from: b, to: dom0, protocol: udp, bytes: 1G, parallel: 4 }\n').scenario;
-    expect(s.network[0]).to.deep.equal({ from: 'a', to: 'b', protocol: 'tcp', bytes: null, time_us: 10e6, size: 128 * 1024, parallel: 1 });
-    expect(s.network[1]).to.deep.equal({ from: 'b', to: 'dom0', protocol: 'udp', bytes: 1 << 30, time_us: null, size: 1460, parallel: 4 });
+    expect(s.network[0]).to.deep.equal({ from: 'a', to: 'b', protocol: 'tcp', bytes: null, time_us: 10e6, size: 128 * 1024, parallel: 1, bitrate: null });
+    expect(s.network[1]).to.deep.equal({ from: 'b', to: 'dom0', protocol: 'udp', bytes: 1 << 30, time_us: null, size: 1460, parallel: 4, bitrate: null });
+  });
+
+  it('reads a stream bitrate as iperf3 -b does: bits/s, K/M/G/T in powers of 1000, 0 unlimited', () => {
+    const s = parse('domains: [ { config: a.cfg }, { config: b.cfg } ]\nnetwork:\n  - { from: a, to: b, bitrate: 2.5G }\n  - { from: b, to: a, bitrate: 0 }\n  - { from: a, to: b, bitrate: 100k }\n').scenario;
+    expect(s.network.map((n) => n.bitrate)).to.deep.equal([2.5e9, 0, 100e3]);
+    expect(parseBitrate('10M')).to.equal(10e6);
+    for (const bad of ['fast', '-1M', '10 Mbit', '1e3', '']) expect(parseBitrate(bad), bad).to.equal(null);
   });
 
   it('accepts disks served by a driver domain', () => {
@@ -84,6 +91,7 @@ block:
 
   describe('errors name the YAML place, the path, and what was expected', () => {
     const cases: [string, string][] = [
+      ['domains: [ { config: a.cfg }, { config: b.cfg } ]\nnetwork: [ { from: a, to: b, bitrate: lots } ]', 'network[0].bitrate: expected bits per second such as 100M, 2.5G or 0 (unlimited), got "lots"'],
       ['machin: {}', "/v/s.yaml:1:1: machin: unknown key `machine'".replace("`machine'", "`machin'; did you mean `machine'?")],
       ['machine:\n  dom0:\n    dma: bounce\n', '/v/s.yaml:3:10: machine.dom0.dma: expected one of direct, p2m, xlate, iommu, swiotlb, legacy, got "bounce"'],
       ['machine:\n  dom0:\n    dma: iommu\n    iommu: off\n', '/v/s.yaml:4:12: machine.dom0.iommu: dma: iommu needs an IOMMU'],

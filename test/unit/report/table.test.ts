@@ -70,6 +70,16 @@ describe('the results tables', function () {
     );
   });
 
+  it('leaves out counters that are zero in every row, and says how many', async () => {
+    const d = await pinned();
+    const c = d.cells[0]!.counters[0]!;
+    (d.cells[0]!.counters as unknown[])[0] = { ...c, per_io: { ...c.per_io, grant_maps: 0, bounce_bytes: 0 } };
+    const out = formatCountersTable(d);
+    expect(out).to.contain('block device counters per completed I/O (2 counters that are 0 in every row left out; --json has them)\n');
+    expect(out).to.not.contain('grant_maps');
+    expect(out).to.contain('network device counters per packet\n');
+  });
+
   it('marks failed cells and lists what went wrong', async () => {
     const d = await pinned();
     d.cells[1]!.status = 'failed';
