@@ -52,6 +52,8 @@ export function perPacketCosts(
     guest_notifications: per(g('notifications_sent') + g('notifications_received')),
     guest_tx_slots: per(g('tx_slots')),
     guest_rx_slots: per(g('rx_slots')),
+    // Event-channel sends (EVTCHNOP_send, a hypercall in Xen; a shared-memory op in xensim's guests).
+    event_sends: per(g('notifications_sent') + b('notificationsSent')),
   };
   if (hasBackend) {
     out.backend_hypercalls = per(b('hypercalls'));
