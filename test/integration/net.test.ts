@@ -158,6 +158,21 @@ describe('network split driver across real workers', function () {
     }
   });
 
+  it('holds a vif attached with rate=40Mb/s to its credit limit', async () => {
+    const { m, a, b } = rig;
+    const v = await m.attachVif(a, { devid: 2, mac: '00:16:3e:00:01:22', rate: '40Mb/s' });
+    // xl's 40Mb/s with the default 50 ms interval: 5 MB/s, 250000 bytes of credit every 50000 us.
+    expect(v.rateKey).to.equal('250000,50000');
+    expect(unwrap(await m.dom0!.xsRead(`/local/domain/0/backend/vif/${a}/2/rate`))).to.equal('250000,50000');
+    const r = await m.iperf({ client: { domid: a, devid: 2, ip: '10.0.2.1' }, server: { domid: b, ip: '10.0.0.2' }, spec: { protocol: 'tcp', bytes: 3 << 20, interval: 0 } });
+    expect(get(r.json, 'end.sum_received.bytes')).to.equal(3 << 20);
+    const bps = get(r.json, 'end.sum_received.bits_per_second') as number;
+    expect(bps).to.be.within(20e6, 44e6);
+    expect(r.backend.client?.throttled).to.be.greaterThan(0);
+    expect((await m.dom0!.vifStats(a)).find((x) => x.devid === 2)?.rate).to.deep.equal({ bytesPerInterval: 250000, intervalUs: 50000 });
+    await m.detachVif(a, 2);
+  });
+
   it('detaches a vif and leaks no grant, frame or mapping; a new one gets a Xen MAC and works', async () => {
     const { m, a, b } = rig;
     const d0 = m.dom0!;
