@@ -29,7 +29,8 @@
  * it runs the quick cells (or the ones named) and prints them: the profile of the data path.
  */
 import { pathToFileURL } from 'node:url';
-import { Dom0RamStorage } from '../dom0/blkback/storage.ts';
+import { DiskStoreStorage, Dom0RamStorage } from '../dom0/blkback/storage.ts';
+import { RamDisk } from '../dom0/devices/disk-store.ts';
 import { systemClock } from '../domU/workloads/block-device.ts';
 import { runFio, type FioJobSpec } from '../domU/workloads/fio-engine.ts';
 import { unwrap } from '../shared/result.ts';
@@ -74,7 +75,11 @@ function threadNs(): number {
 async function world(): Promise<{ w: BlkWorld; dev: Blkfront }> {
   const w = await BlkWorld.create({ memBytes: 256 << 20, dom0KiB: 64 << 10 });
   const g = await w.addGuest(1, { maxQueues: 1, maxIndirectSegments: 32 });
-  const dev = await w.addDisk(g, XVDA, { storage: new Dom0RamStorage(w.dom0, { sectors: DISK / 512 }) });
+  // BLK_COST_STORAGE=diskstore: the software disk with its staging copy (what vbd served ram: with before).
+  const storage = process.env.BLK_COST_STORAGE === 'diskstore'
+    ? new DiskStoreStorage(w.dom0.mem, new RamDisk({ sectors: DISK / 512 }))
+    : new Dom0RamStorage(w.dom0, { sectors: DISK / 512 });
+  const dev = await w.addDisk(g, XVDA, { storage });
   unwrap(await runFio([{ name: 'fill', rw: 'write', bs: 1 << 20, iodepth: 8, size: DISK }], { device: dev, clock: systemClock, domid: asDomId(1) }), 'fill');
   return { w, dev };
 }

@@ -8,11 +8,20 @@
  *                         instance (ramMedia below) and goes when the vbd is removed.
  *   params = "/path/img"  a raw image file (FileDisk; flush = fdatasync); created
  *                         at `size` bytes (an xensim backend key) when missing
+ *   params = "dma:NAME"   the DMA block controller NAME that dom0 drives (attachVbdDmaDisk):
+ *                         blkback maps the guest's grants for the device too, dom0's DMA
+ *                         API turns them into bus addresses and the controller moves the
+ *                         data itself (DmaDiskStorage) — the path a real disk takes
  *   mode = "r", or device-type = "cdrom": read-only media
  */
 import { ReadOnlyDisk, type DiskStore, describeDiskError } from './devices/disk-store.ts';
 import { FileDisk } from './devices/disk-store-file.ts';
 import { DiskStoreStorage, Dom0RamMedium, Dom0RamStorage, type BlkStorage } from './blkback/storage.ts';
+import { DmaDiskStorage } from './blkback/dma-storage.ts';
+import { createDmaApi, type DmaConfig } from './dma/create-dma.ts';
+import { describeDmaError } from './dma/dma-api.ts';
+import { DmaDiskDriver, describeDiskDriverError, type DiskDriverOptions } from './dma/disk-driver.ts';
+import type { DeviceInfo } from '../hypervisor/iommu.ts';
 import { blkbackDriver, type BlkbackDriver, type BlkbackDriverOptions, type BlkbackParams } from './blkback/xenbus.ts';
 import { createBackendBus } from '../shared/xenbus/backend.ts';
 import type { XsHandle } from '../shared/xenbus/xs-handle.ts';
@@ -84,12 +93,51 @@ function openFile(k: DomainKernel, params: BlkbackParams, readOnly: boolean, siz
   return ok(new DiskStoreStorage(k.mem, disk));
 }
 
+/** A DMA block controller dom0 drives, and the vbd it serves now (one at a time). */
+interface DmaDiskEntry {
+  readonly driver: DmaDiskDriver;
+  user: string | null;
+}
+
+/** dom0-wide registry of DMA block controllers for `dma:NAME` vbds, per serving kernel, by device name. */
+const dmaDisks = new WeakMap<DomainKernel, Map<string, DmaDiskEntry>>();
+
+/**
+ * [attachVbdDmaDisk k device cfg opts] attaches dom0's DMA API (cfg: direct,
+ * p2m, xlate, iommu, swiotlb — what dom0's memory model allows) and a disk
+ * driver to the DMA block controller the toolstack plugged in for k
+ * (DeviceHost.add with owner k.domid), and offers it to vbds whose params are
+ * `dma:<device.name>`. Returns the controller's capacity in sectors.
+ */
+export function attachVbdDmaDisk(k: DomainKernel, device: DeviceInfo, cfg: DmaConfig, opts: DiskDriverOptions = {}): Result<number, string> {
+  let reg = dmaDisks.get(k);
+  if (reg === undefined) { reg = new Map(); dmaDisks.set(k, reg); }
+  if (reg.has(device.name)) return err(`a DMA disk named ${device.name} is attached already`);
+  const dma = createDmaApi(k, device, cfg);
+  if (!dma.ok) return err(describeDmaError(dma.error));
+  const drv = DmaDiskDriver.attach(k, dma.value, opts);
+  if (!drv.ok) return err(describeDiskDriverError(drv.error));
+  reg.set(device.name, { driver: drv.value, user: null });
+  return ok(drv.value.sectors);
+}
+
+function openDma(k: DomainKernel, id: XenbusDeviceId, params: BlkbackParams, readOnly: boolean): Result<BlkStorage, XenbusHookError> {
+  const name = params.params.slice(4);
+  const e = dmaDisks.get(k)?.get(name);
+  if (e === undefined) return err({ kind: 'no-device', message: `params "${params.params.slice(0, 64)}": dom0 drives no DMA disk named "${name.slice(0, 32)}"` });
+  const key = `${id.frontDom}/${id.devid}`;
+  if (e.user !== null && e.user !== key) return err({ kind: 'device-busy', message: `params "${params.params.slice(0, 64)}": the controller serves vbd ${e.user}` });
+  e.user = key;
+  return ok(new DmaDiskStorage(e.driver, { readOnly, onClose: () => { if (e.user === key) e.user = null; } }));
+}
+
 /** [openVbdStorage k id params sizeBytes] opens the medium a vbd's `params` names, as the storage blkback serves. */
 export function openVbdStorage(k: DomainKernel, id: XenbusDeviceId, params: BlkbackParams, sizeBytes: number | undefined): Result<BlkStorage, XenbusHookError> {
   const readOnly = params.mode === 'r' || params.deviceType === 'cdrom';
   if (params.params.startsWith('ram:')) return openRam(k, id, params, readOnly);
   if (params.params.startsWith('/')) return openFile(k, params, readOnly, sizeBytes);
-  return err({ kind: 'bad-params', message: `params "${params.params.slice(0, 64)}": expected ram:SIZE or an absolute image path` });
+  if (params.params.startsWith('dma:')) return openDma(k, id, params, readOnly);
+  return err({ kind: 'bad-params', message: `params "${params.params.slice(0, 64)}": expected ram:SIZE, dma:NAME or an absolute image path` });
 }
 
 /** [startVbdBackends k xs opts] serves every vbd whose backend is this domain. */

@@ -24,6 +24,8 @@ import type { BlkStorage, BlkStorageFeatures, BlkStorageIo, BlkStorageStatus } f
 export interface DmaDiskStorageOptions {
   /** Present the disk read-only (the toolstack's mode=r). */
   readonly readOnly?: boolean;
+  /** Called once by close() (the vbd lets go of the controller; dom0/vbd.ts frees it for another). */
+  readonly onClose?: () => void;
 }
 
 function statusOf(r: DiskIoResult): BlkStorageStatus {
@@ -45,7 +47,11 @@ export class DmaDiskStorage implements BlkStorage {
   /** Submissions the driver refused (a DMA mapping failure): completed with an error. */
   refused = 0;
 
+  private readonly onClose: (() => void) | undefined;
+  private closed = false;
+
   constructor(readonly driver: DmaDiskDriver, opts: DmaDiskStorageOptions = {}) {
+    this.onClose = opts.onClose;
     this.sectors = driver.sectors;
     this.readOnly = opts.readOnly ?? false;
     this.maxInflight = driver.entries;
@@ -94,6 +100,9 @@ export class DmaDiskStorage implements BlkStorage {
   }
 
   close(): void {
-    // The controller and its driver belong to dom0's device layer, not to this disk.
+    // The controller and its driver belong to dom0's device layer, not to this disk: they stay.
+    if (this.closed) return;
+    this.closed = true;
+    this.onClose?.();
   }
 }
