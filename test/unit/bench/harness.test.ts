@@ -36,3 +36,19 @@ describe('bench harness: figures and ratios', () => {
     expect(() => figure({ name: 'x', value: 1, unit: 'u', better: 'higher', baseline: { name: 'b', value: 1 }, runs: [1, 2], baselineRuns: [1] })).to.throw(/2 runs but 1 baseline runs/);
   });
 });
+
+describe('bench:doc tables', () => {
+  it('prints each result as a table with its date, targets met or missed, and paired ratios marked', async () => {
+    const { tables } = await import('../../../bench/perf-doc.ts');
+    const f = figure({ name: 'x QD1', value: 8, unit: 'msg/s', better: 'higher', baseline: { name: 'plain', value: 10 }, target: 0.9, runs: [8, 8, 8], baselineRuns: [10, 10, 10] });
+    const g = figure({ name: 'y', value: 2e6, unit: 'calls/s', better: 'higher', baseline: { name: 'target', value: 1.5e5 }, target: 1 });
+    const out = tables([
+      { name: 'ring', date: '2026-11-25T10:25:18.729Z', machine: { cpus: 2, node: 'v20.20.2' }, figures: [f] },
+      { name: 'hypercall', date: '2026-11-25T10:31:38.220Z', machine: { cpus: 2, node: 'v20.20.2' }, figures: [g] },
+    ]);
+    // hypercall sorts before ring, whatever order the files come in.
+    expect(out.indexOf('### `hypercall` — measured 2026-11-25 10:31 UTC, 2 cpus, node v20.20.2')).to.equal(0);
+    expect(out).to.contain('| x QD1 | 8 (3 runs) | msg/s | plain: 10 | 0.8x (paired) | ≥0.9x **missed** |');
+    expect(out).to.contain('| y | 2.000e+6 | calls/s | target: 1.500e+5 | 13.33x | ≥1x met |');
+  });
+});
