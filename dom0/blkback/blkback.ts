@@ -525,6 +525,18 @@ export class BlkbackRing {
     }
   }
 
+  /**
+   * [cacheRoom] is whether a fresh mapping may stay in the persistent cache:
+   * not when dom0's ballooned pages (where foreign grants are mapped) are
+   * down to two of our largest requests. Every ring of every device caches
+   * up to max_persistent_grants, and dom0 may have fewer ballooned pages than
+   * all of them together; a cache that stops growing keeps the rest mapping
+   * (and unmapping) per request instead of starving every ring of pages.
+   */
+  private cacheRoom(): boolean {
+    return this.dev.k.ballooned.available >= 2 * (this.maxSegs + 8);
+  }
+
   /** Runs a purge of this ring's persistent cache if an LRU interval has passed. */
   private maybePurge(now: number): void {
     if (this.cache === null) return;
@@ -699,7 +711,7 @@ export class BlkbackRing {
           p.reject = REJECT.badGrant;
           return;
         }
-        const g = cache?.add(p.indGref[i] as Gref, p.indPfn[i] as Pfn, r.handle, true, now);
+        const g = cache !== null && this.cacheRoom() ? cache.add(p.indGref[i] as Gref, p.indPfn[i] as Pfn, r.handle, true, now) : undefined;
         if (g !== undefined) p.indPgrant[i] = g;
         else {
           if (cache !== null) dev.counters.persistent_overflow_maps++;
@@ -772,7 +784,7 @@ export class BlkbackRing {
         p.reject = REJECT.badGrant;
         continue;
       }
-      const g = cache.add(p.gref[i] as Gref, p.pfn[i] as Pfn, r.handle, false, now);
+      const g = this.cacheRoom() ? cache.add(p.gref[i] as Gref, p.pfn[i] as Pfn, r.handle, false, now) : undefined;
       if (g !== undefined) p.pgrant[i] = g;
       else {
         dev.counters.persistent_overflow_maps++;

@@ -45,6 +45,8 @@ export interface BlkWorldOptions {
   readonly memBytes?: number;
   readonly dom0Model?: MemoryModel;
   readonly dom0KiB?: number;
+  /** dom0's guest-physical pages for foreign grant mappings (default 16384). */
+  readonly dom0ForeignPages?: number;
   /** Backend driver options except openStorage (the world supplies it from addDisk). */
   readonly backend?: Omit<BlkbackDriverOptions, 'openStorage'>;
   /** No blkback at all (a test brings its own backend). */
@@ -86,7 +88,7 @@ export class BlkWorld {
     const m = testMachine(opts.memBytes ?? 160 << 20);
     const dom0 = m.domain({
       name: 'Domain-0', domid: 0, memoryKiB: opts.dom0KiB ?? 16 << 10, model: opts.dom0Model ?? 'pm', privileged: true,
-      foreignPages: 16384, maxMaptrack: 65536,
+      foreignPages: opts.dom0ForeignPages ?? 16384, maxMaptrack: 65536,
     });
     const xs = await world();
     const w = new BlkWorld(m, dom0, xs, opts);

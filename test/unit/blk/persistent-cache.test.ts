@@ -4,6 +4,7 @@
  * every 100 ms when full, and grants unused for 60 s dropped.
  */
 import { expect } from 'chai';
+import { RamDisk } from '../../../dom0/devices/disk-store.ts';
 import { LRU_INTERVAL_MS, MAX_PERSISTENT_GRANTS, PERSISTENT_GRANT_UNUSED_MS, PersistentGrantCache } from '../../../dom0/blkback/persistent.ts';
 import type { GrantHandle, Gref, Pfn } from '../../../shared/types.ts';
 import { BlkWorld, verifiedJob } from '../../helpers/blk-world.ts';
@@ -94,6 +95,28 @@ describe('persistent-grant cache (dom0/blkback/persistent.ts)', () => {
       const after = back.snapshot();
       expect(after.persistent_grants).to.be.at.most(1);
       expect(after.grant_maps - after.grant_unmaps).to.equal(1 + after.persistent_grants); // ring + what stays cached
+    } finally {
+      await w.close();
+    }
+  });
+
+  it('in blkback: one cache per ring, each to its own limit, and none grows into the ballooned pages the rings still need', async function () {
+    this.timeout(30000);
+    // 2 queues × up to 1056 cached grants each would be 2112 mappings; dom0 has room for 700.
+    const w = await BlkWorld.create({ dom0ForeignPages: 700 });
+    try {
+      const g = await w.addGuest(1, { maxQueues: 2, maxIndirectSegments: 32 });
+      const dev = await w.addDisk(g, 51712, { disk: new RamDisk({ sectors: 16384 }) });
+      const r = await verifiedJob(w, dev, { size: 6 << 20, bs: 128 * 1024, iodepth: 16 }, 1);
+      expect(r.mismatches).to.equal(0);
+      const back = w.backDevice(1)!;
+      const c = back.snapshot();
+      expect(c.error_responses, 'no request failed for want of a page').to.equal(0);
+      expect(c.persistent_overflow_maps, 'past the reserve, grants were mapped per request').to.be.greaterThan(0);
+      expect(back.rings).to.have.length(2);
+      for (const ring of back.rings) expect(ring.cachedGrants, `queue ${ring.queue} cached some`).to.be.greaterThan(0);
+      expect(c.persistent_grants).to.equal(back.rings.reduce((n, ring) => n + ring.cachedGrants, 0));
+      expect(c.persistent_grants).to.be.below(700);
     } finally {
       await w.close();
     }
