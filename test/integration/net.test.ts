@@ -101,6 +101,29 @@ describe('network split driver across real workers', function () {
     expect(r.backend.server?.rxBytes).to.be.greaterThan(8 << 20);
   });
 
+  it('sends 64 KiB TCP segments as single GSO packets between two TSO guests, and destroying them leaves no zombie', async () => {
+    const { m } = rig;
+    const g = [];
+    for (const n of [1, 2]) {
+      const d = (await m.createDomain({ name: `tso${n}`, memoryKiB: 24 * 1024, model: 'vp', drivers: { netfront: { gso: true } } })).domid;
+      await m.attachVif(d, { mac: `00:16:3e:00:01:3${n}` });
+      g.push(d);
+    }
+    const [c, sv] = g as [number, number];
+    expect(unwrap(await m.domU(c).waitVif(0)).mtu).to.be.greaterThan(60000);
+    const r = await m.iperf({ client: { domid: c, ip: '10.0.3.1' }, server: { domid: sv, ip: '10.0.3.2' }, spec: { protocol: 'tcp', bytes: 16 << 20, length: 64 * 1024, interval: 0 } });
+    expect(get(r.json, 'end.sum_received.bytes')).to.equal(16 << 20);
+    expect(r.server.streams[0]?.corruptBytes).to.equal(0);
+    // Whole 64 KiB segments crossed dom0 as one packet each, and arrived whole.
+    expect(r.backend.client?.txGso).to.be.greaterThan(200);
+    expect(r.backend.server?.rxGso).to.be.greaterThan(200);
+    expect(r.backend.client?.txPackets).to.be.lessThan(2000);
+    for (const d of g) expect(await m.destroyDomain(d)).to.equal('destroyed');
+    expect((await m.dom0!.vifStats()).map((v) => v.frontDom)).to.not.include.members(g);
+    const rec = await m.hv.reconcile();
+    expect(rec.ok, JSON.stringify(rec)).to.equal(true);
+  });
+
   it('shows the traffic in xentop\'s NETS, NETTX and NETRX columns', async () => {
     const { m, a, b } = rig;
     const s = await new StatsCollector(m).sample();
