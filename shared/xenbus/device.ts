@@ -14,7 +14,9 @@
  * counted (`stats.badPeerState`) and ignored — the device keeps its state and
  * keeps serving. A hook that fails (or throws, which is our bug) is reported
  * as xenbus_dev_fatal does: a message under error/<device path>/error in the
- * side's domain home, then state Closing.
+ * side's domain home, then state Closing. A driver's data path reports its
+ * own fatal errors the same way through `fatal()` (or `ctx.fatal`), which
+ * runs between passes so it never races the handshake's own state switches.
  */
 import { err, ok, type Result } from '../result.ts';
 import { invariant } from '../invariant.ts';
@@ -42,6 +44,14 @@ export interface XenbusContext {
   readonly frontPath: string;
   readonly backPath: string;
   log(line: string): void;
+  /**
+   * [fatal kind message] is xenbus_dev_fatal for the driver's data path (a
+   * frontend that broke the ring protocol, a backend that answered garbage):
+   * the message goes to the device's error node and the device switches to
+   * Closing. Resolves when both are written (or the device is gone); never
+   * rejects. The same as the device's own `fatal()`.
+   */
+  fatal(kind: string, message: string): Promise<void>;
 }
 
 export interface XenbusStats {
@@ -64,6 +74,15 @@ export interface XenbusStats {
   resumes: number;
   /** Frontend: refresh hooks run because the backend re-wrote Connected. Backend: republishes. */
   refreshes: number;
+  /** Errors reported as xenbus_dev_fatal (failed hooks and the driver's own fatal() calls). */
+  fatals: number;
+  /**
+   * Backend: times the frontend's keys answered another backend's handshake
+   * generation (a predecessor's), so we did not connect to them and waited for
+   * the frontend to hand over new ones. Frontend: handshakes redone because the
+   * backend's generation changed (a restarted backend).
+   */
+  staleKeys: number;
 }
 
 export interface XenbusDeviceOptions {
@@ -92,13 +111,15 @@ export abstract class XenbusDevice {
   protected peer: PeerState = 'absent';
   readonly stats: XenbusStats = {
     passes: 0, transitions: 0, badPeerState: 0, unexpectedPeerState: 0, hookFailures: 0, xsErrors: 0,
-    connects: 0, disconnects: 0, resumes: 0, refreshes: 0,
+    connects: 0, disconnects: 0, resumes: 0, refreshes: 0, fatals: 0, staleKeys: 0,
   };
   private dirty = false;
   private running = false;
   private stoppedFlag = false;
   private readonly watched: { path: string; token: string }[] = [];
   private idleWaiters: (() => void)[] = [];
+  /** fatal() calls waiting for the loop (they run between passes). */
+  private fatalQueue: { readonly kind: string; readonly message: string; readonly done: () => void }[] = [];
   protected readonly label: string;
 
   constructor(
@@ -140,7 +161,18 @@ export abstract class XenbusDevice {
   private async loop(): Promise<void> {
     this.running = true;
     try {
-      while (this.dirty && !this.stoppedFlag) {
+      while ((this.dirty || this.fatalQueue.length > 0) && !this.stoppedFlag) {
+        // A driver's fatal() first: its Closing must not be undone by a pass that read older states.
+        const f = this.fatalQueue.shift();
+        if (f !== undefined) {
+          try {
+            await this.reportFatal(f.kind, f.message);
+          } catch (e) {
+            this.log(`cannot report the failure: ${e instanceof Error ? e.message : String(e)}`);
+          }
+          f.done();
+          continue;
+        }
         this.dirty = false;
         this.stats.passes++;
         try {
@@ -150,7 +182,7 @@ export abstract class XenbusDevice {
           // reports it like a failed hook. Nothing escapes this loop: it runs detached.
           this.stats.hookFailures++;
           try {
-            await this.fatal('exception', e instanceof Error ? e.message : String(e));
+            await this.reportFatal('exception', e instanceof Error ? e.message : String(e));
           } catch (e2) {
             this.log(`cannot report the failure: ${e2 instanceof Error ? e2.message : String(e2)}`);
           }
@@ -158,6 +190,8 @@ export abstract class XenbusDevice {
       }
     } finally {
       this.running = false;
+      // Stopped with fatal() calls still queued: nothing more is written for them.
+      for (const f of this.fatalQueue.splice(0)) f.done();
       const w = this.idleWaiters;
       this.idleWaiters = [];
       for (const f of w) f();
@@ -166,7 +200,7 @@ export abstract class XenbusDevice {
 
   /** [idle] resolves when no pass is running or pending (tests and orderly shutdown). */
   idle(): Promise<void> {
-    if (!this.running && !this.dirty) return Promise.resolve();
+    if (!this.running && !this.dirty && this.fatalQueue.length === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -179,8 +213,13 @@ export abstract class XenbusDevice {
       onEvent?.();
       this.kick();
     });
-    if (r.ok) this.watched.push({ path, token });
-    else this.xsFailed(`watch ${path}`, r.error);
+    if (!r.ok) {
+      this.xsFailed(`watch ${path}`, r.error);
+      return r;
+    }
+    // Unregistered while the watch was being set up (stopped mid-start): do not leave it behind.
+    if (this.stoppedFlag) await this.xs.unwatch(path, token);
+    else this.watched.push({ path, token });
     return r;
   }
 
@@ -229,9 +268,10 @@ export abstract class XenbusDevice {
    * transaction (retried on EAGAIN), as xenbus_switch_state does: the state
    * node must still exist (else 'gone': the toolstack removed the directory,
    * and nothing is recreated). `rewrite` writes the state even when it is
-   * already `to` (the backend's resize signal).
+   * already `to` (the backend's resize signal; a probe's new generation).
+   * `remove` names keys of ours removed in the same transaction.
    */
-  protected async switchState(to: XenbusState, keys: XenbusKeys = {}, rewrite = false): Promise<Result<void, SwitchError>> {
+  protected async switchState(to: XenbusState, keys: XenbusKeys = {}, rewrite = false, remove: readonly string[] = []): Promise<Result<void, SwitchError>> {
     invariant(
       (rewrite && to === this.stateNow) || to === this.stateNow || isLegalTransition(this.side, this.stateNow, to),
       `xenbus ${this.side} ${this.label}: illegal switch ${xenbusStateName(this.stateNow)} → ${xenbusStateName(to)}`,
@@ -243,6 +283,10 @@ export abstract class XenbusDevice {
       for (const [k, v] of Object.entries(keys)) {
         const w = await this.xs.write(`${own}/${k}`, v, tx);
         if (!w.ok) return w;
+      }
+      for (const k of remove) {
+        const d = await this.xs.rm(`${own}/${k}`, tx);
+        if (!d.ok) return d;
       }
       if (rewrite || cur.value !== formatXenbusState(to)) {
         const w = await this.xs.write(`${own}/${XENBUS_KEY.STATE}`, formatXenbusState(to), tx);
@@ -265,10 +309,28 @@ export abstract class XenbusDevice {
   }
 
   /**
-   * [fatal kind message] is xenbus_dev_fatal: write the message to our error
-   * node (best effort) and switch to Closing.
+   * [fatal kind message] is xenbus_dev_fatal, for a driver's data path: the
+   * message ("<kind>: <message>") goes to our error node
+   * (/local/domain/<us>/error/<device path>/error) and we switch to Closing,
+   * which the peer answers by closing too. It runs in the reconcile loop
+   * between passes, so a pass never overwrites it with a state it chose from
+   * older reads. Resolves once done — or at once if the device has stopped;
+   * never rejects. Nothing reconnects the device afterwards until the peer
+   * closes and comes back (a frontend that returns to Initialising) or the
+   * toolstack re-creates it. The driver stops its own rings; the backend
+   * disconnects (the disconnect hook) once the frontend closes.
    */
-  protected async fatal(kind: string, message: string): Promise<void> {
+  fatal(kind: string, message: string): Promise<void> {
+    if (this.stoppedFlag) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.fatalQueue.push({ kind, message, done: resolve });
+      if (!this.running) void this.loop();
+    });
+  }
+
+  /** [reportFatal kind message] writes the error node (best effort) and switches to Closing; from inside the loop only. */
+  protected async reportFatal(kind: string, message: string): Promise<void> {
+    this.stats.fatals++;
     this.log(`fatal (${kind}): ${message}`);
     const owner = this.side === 'frontend' ? this.ctx.id.frontDom : this.ctx.id.backDom;
     const w = await this.xs.write(errorPath(owner, this.ownPath), `${kind}: ${message}`);
@@ -281,7 +343,7 @@ export abstract class XenbusDevice {
   /** [hookFailed stage e] counts and reports a failed hook (fatal). */
   protected async hookFailed(stage: string, e: XenbusHookError): Promise<void> {
     this.stats.hookFailures++;
-    await this.fatal(e.kind, `${stage}: ${e.message}`);
+    await this.reportFatal(e.kind, `${stage}: ${e.message}`);
   }
 }
 
@@ -302,7 +364,11 @@ export interface XenbusBusDevice {
  * `backend/<type>` (two levels: <frontDom>/<devid>) or a frontend's
  * `device/<type>` (one level: <devid>) — and creates a device for each new
  * one, as xenbus_probe_{backend,frontend} do. A device that unregistered is
- * not probed again until its directory has gone and come back.
+ * not probed again until its directory has gone and come back. Once `stop()`
+ * has resolved the bus creates no more devices, so `registered` is final: a
+ * driver going away stops exactly those (a scan still running when stop() was
+ * called used to create devices afterwards that nobody stopped — two backend
+ * instances then served one device, found by the stress tests).
  */
 export class XenbusBus<D extends XenbusBusDevice> {
   private readonly devices = new Map<string, D>();
@@ -310,6 +376,8 @@ export class XenbusBus<D extends XenbusBusDevice> {
   private readonly retired = new Set<string>();
   private token = '';
   private scanning = false;
+  private scanWaiters: (() => void)[] = [];
+  private stoppedFlag = false;
   private rescan = false;
   private readonly pendingPaths = new Set<string>();
   private fullScan = false;
@@ -335,12 +403,16 @@ export class XenbusBus<D extends XenbusBusDevice> {
     return this.xs.watch(this.base, this.token, (path) => this.changed(path));
   }
 
+  /** [stop] stops watching and waits for a scan in flight; afterwards no device is created. Registered devices keep running. */
   async stop(): Promise<void> {
+    this.stoppedFlag = true;
     if (this.token !== '') await this.xs.unwatch(this.base, this.token);
     this.token = '';
+    if (this.scanning) await new Promise<void>((resolve) => this.scanWaiters.push(resolve));
   }
 
   private changed(path: string): void {
+    if (this.stoppedFlag) return;
     if (path === this.base) this.fullScan = true;
     else if (path.startsWith(`${this.base}/`)) {
       const rel = path.slice(this.base.length + 1).split('/');
@@ -361,11 +433,13 @@ export class XenbusBus<D extends XenbusBusDevice> {
       this.opts.log?.(`xenbus bus ${this.base}: scan failed: ${e instanceof Error ? e.message : String(e)}`);
     } finally {
       this.scanning = false;
+      for (const w of this.scanWaiters.splice(0)) w();
     }
   }
 
   private async scanLoop(): Promise<void> {
     do {
+      if (this.stoppedFlag) return;
       this.rescan = false;
       this.scans++;
       const full = this.fullScan;
@@ -408,7 +482,7 @@ export class XenbusBus<D extends XenbusBusDevice> {
       this.retired.delete(rel);
       return;
     }
-    if (this.devices.has(rel)) return;
+    if (this.devices.has(rel) || this.stoppedFlag) return;
     // A retired device's dir is probed again only when the dir itself was (re)created.
     if (this.retired.has(rel) && !exact) return;
     this.retired.delete(rel);

@@ -8,10 +8,13 @@
  *
  *  - backend InitWait (or Initialising, for `eager` drivers facing a backend
  *    that skips InitWait) while we are Initialising: `hooks.readBackend`
- *    reads the features (hostile), `hooks.setup` grants the rings and
- *    allocates event channels and returns our keys; the keys and state
- *    Initialised (Connected for drivers that skip Initialised, as netfront)
- *    are written in ONE transaction, retried on EAGAIN.
+ *    reads the features (hostile), after the backend's handshake generation
+ *    (xensim's own `xensim-generation`, see paths.ts and backend.ts),
+ *    `hooks.setup` grants the rings and allocates
+ *    event channels and returns our keys; the keys, the generation they
+ *    answer (`xensim-generation-ack`) and state Initialised (Connected for
+ *    drivers that skip Initialised, as netfront) are written in ONE
+ *    transaction, retried on EAGAIN.
  *  - backend Connected: `hooks.connected` reads what the backend published
  *    after connecting (sectors, …) and starts I/O; we go Connected. A backend
  *    that writes Connected again while we are connected: `hooks.refresh` (a
@@ -22,7 +25,9 @@
  *    resume path (blkfront_resume + blkif_recover): `hooks.teardown('resume')`
  *    (the driver keeps its in-flight requests to requeue), back to
  *    Initialising, and the handshake again; `setup` and `connected` are told
- *    `resumed: true`.
+ *    `resumed: true`. So is a backend generation other than the one our keys
+ *    answer, while we are Initialised or Connected: a new backend instance,
+ *    which will not connect to keys we made for the one before it.
  *  - a stale backend found Connected while we have given it nothing (we were
  *    restarted, kexec-style): Closing → wait for it to close → Closed →
  *    Initialising (xenbus_reset_frontend).
@@ -37,9 +42,10 @@ import { DOMID_INVALID, type DomId } from '../types.ts';
 import { XenbusState, xenbusStateName } from './state.ts';
 import type { XsHandle } from './xs-handle.ts';
 import {
-  XENBUS_KEY, backendPath, domainHome, frontendPath, parseDomidValue, type XenbusDeviceId,
+  XENBUS_KEY, XENSIM_GENERATION_MAX, XENSIM_KEY, backendPath, domainHome, frontendPath, parseDomidValue,
+  type XenbusDeviceId,
 } from './paths.ts';
-import { describeKeyError, readKey } from './keys.ts';
+import { describeKeyError, readKey, readUint } from './keys.ts';
 import {
   XenbusBus, XenbusDevice, type HookResult, type XenbusBusOptions, type XenbusContext,
   type XenbusDeviceOptions, type XenbusKeys,
@@ -99,6 +105,8 @@ export class XenbusFrontend<B = unknown> extends XenbusDevice {
   private peerSeen = false;
   private peerEvents = 0;
   private peerEventsHandled = 0;
+  /** The backend generation our current keys answer (undefined: the backend publishes none). */
+  private ackedGeneration: number | undefined;
   private context: XenbusContext;
 
   constructor(
@@ -114,7 +122,9 @@ export class XenbusFrontend<B = unknown> extends XenbusDevice {
 
   private makeContext(): XenbusContext {
     const id: XenbusDeviceId = { ...this.fid, backDom: this.backDom };
-    return { id, xs: this.xs, frontPath: this.path, backPath: this.backPath, log: (l) => this.log(l) };
+    return {
+      id, xs: this.xs, frontPath: this.path, backPath: this.backPath, log: (l) => this.log(l), fatal: (k, m) => this.fatal(k, m),
+    };
   }
 
   protected get ownPath(): string { return this.path; }
@@ -123,6 +133,8 @@ export class XenbusFrontend<B = unknown> extends XenbusDevice {
   get backendPath(): string { return this.backPath; }
   /** True between a successful `connected` hook and the next teardown. */
   get isConnected(): boolean { return this.connectedDone; }
+  /** The backend handshake generation our keys answer (undefined before a handshake, or when the backend has none). */
+  get answeredGeneration(): number | undefined { return this.setUp ? this.ackedGeneration : undefined; }
 
   /** [start] watches our directory, then runs the first pass (which watches the backend's state). */
   async start(): Promise<Result<void, unknown>> {
@@ -240,6 +252,16 @@ export class XenbusFrontend<B = unknown> extends XenbusDevice {
       this.kick(); // the backend may already be closed
       return;
     }
+    if ((this.stateNow === S.Initialised || this.stateNow === S.Connected) && this.setUp
+      && this.ackedGeneration !== undefined && !gone && be !== S.Closing) {
+      const g = await this.readGeneration();
+      if (g === 'error') return;
+      if (g !== undefined && g !== this.ackedGeneration) {
+        // A new backend instance: it will not take the keys we made for the one before; make new ones.
+        this.stats.staleKeys++;
+        return this.resume(be, `backend generation ${this.ackedGeneration} → ${g}`);
+      }
+    }
     switch (this.stateNow) {
       case S.Unknown:
         if (!this.wantOnline) return;
@@ -309,7 +331,22 @@ export class XenbusFrontend<B = unknown> extends XenbusDevice {
     }
   }
 
+  /** [readGeneration] is the backend's handshake generation: undefined when missing or malformed, 'error' on XenStore trouble. */
+  private async readGeneration(): Promise<number | undefined | 'error'> {
+    const r = await readUint(this.xs, this.backPath, XENSIM_KEY.GENERATION, XENSIM_GENERATION_MAX);
+    if (r.ok) return r.value;
+    if (r.error.kind !== 'xenstore') return undefined;
+    this.xsFailed(`read ${this.backPath}/${XENSIM_KEY.GENERATION}`, r.error.error);
+    return 'error';
+  }
+
   private async handshake(): Promise<void> {
+    // The generation BEFORE the features: if a new backend instance replaces the one we read in between,
+    // our ack names the old generation, which the new one refuses and we then notice; the other order
+    // could ack the new generation with keys made from the old instance's features. No transaction
+    // needed (a guest's transactions are a quota a hostile neighbour of the driver may have used up).
+    const gen = await this.readGeneration();
+    if (gen === 'error') return;
     const b = await this.hooks.readBackend(this.context);
     if (!b.ok) return this.hookFailed('reading the backend', b.error);
     await this.teardown('resume'); // nothing should be set up here; be safe
@@ -318,7 +355,11 @@ export class XenbusFrontend<B = unknown> extends XenbusDevice {
     if (!keys.ok) return this.hookFailed('setup', keys.error);
     this.setUp = true;
     this.connectedDone = false;
-    const r = await this.switchState(this.options.skipInitialised ? XenbusState.Connected : XenbusState.Initialised, keys.value);
+    this.ackedGeneration = gen;
+    // The ack goes with the keys it vouches for; a backend without generations gets none (and no stale one).
+    const ack: XenbusKeys = gen === undefined ? {} : { [XENSIM_KEY.GENERATION_ACK]: String(gen) };
+    const r = await this.switchState(this.options.skipInitialised ? XenbusState.Connected : XenbusState.Initialised,
+      { ...keys.value, ...ack }, false, gen === undefined ? [XENSIM_KEY.GENERATION_ACK] : []);
     if (!r.ok) {
       // Gone: the next pass unregisters. XenStore trouble: let go and try again on the next event.
       await this.teardown(r.error.kind === 'gone' ? 'remove' : 'resume');
@@ -340,8 +381,8 @@ export class XenbusFrontend<B = unknown> extends XenbusDevice {
     await this.switchState(XenbusState.Closed);
   }
 
-  private async resume(be: XenbusState | 'absent'): Promise<void> {
-    this.log(`backend ${be === 'absent' ? 'vanished' : `went ${xenbusStateName(be)}`}; resuming`);
+  private async resume(be: XenbusState | 'absent', why?: string): Promise<void> {
+    this.log(`${why ?? `backend ${be === 'absent' ? 'vanished' : `went ${xenbusStateName(be)}`}`}; resuming`);
     this.stats.resumes++;
     if (this.setUp) this.resumePending = this.everConnected || this.resumePending;
     await this.teardown('resume');

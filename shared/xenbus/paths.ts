@@ -29,6 +29,29 @@ export const XENBUS_KEY = {
   HANDLE: 'handle',
 } as const;
 
+/**
+ * xensim's own keys, not Xen's: the handshake generation. A backend that
+ * restarts while its frontend is connected must not map the ring-ref and
+ * bind the event-channel its frontend gave the backend before it: the
+ * frontend is about to revoke them to hand over new ones (Linux has no such
+ * race because its blkfront never resumes on a backend restart; ours does, so
+ * that a restarted backend may change its limits). Each backend instance
+ * publishes a new generation with its InitWait; the frontend writes the
+ * generation it answered together with its keys; the backend connects only to
+ * keys that answer its own generation (or carry none: a frontend that does
+ * not take part), and the frontend re-does the handshake when the backend's
+ * generation is no longer the one it answered. See backend.ts and frontend.ts.
+ */
+export const XENSIM_KEY = {
+  /** Backend dir [BE]: this backend instance's generation (decimal 1..XENSIM_GENERATION_MAX), written with InitWait at every probe. */
+  GENERATION: 'xensim-generation',
+  /** Frontend dir [FE]: the backend generation its keys answer, written in the transaction that writes them. */
+  GENERATION_ACK: 'xensim-generation-ack',
+} as const;
+
+/** The largest handshake generation; the next one after it is 1. */
+export const XENSIM_GENERATION_MAX = 0x7fff_ffff;
+
 /** Identifies one split device. */
 export interface XenbusDeviceId {
   /** Device class as it appears in paths: 'vbd', 'vif', … */

@@ -295,3 +295,30 @@ export abstract class XsRequester implements XsHandle {
     return err(last);
   }
 }
+
+/**
+ * [inTransaction xs tx] is a handle whose node operations (read, write,
+ * directory, …) run inside transaction tx unless given another one, so a
+ * driver hook written against a plain XsHandle reads one consistent snapshot
+ * when the xenbus driver runs it inside a transaction (the backend reads the
+ * frontend's state, its xensim handshake generation and its ring keys
+ * together). Watches, domain paths and transaction control go to xs as they are.
+ */
+export function inTransaction(xs: XsHandle, tx: XsTxId): XsHandle {
+  return {
+    read: (path, t = tx) => xs.read(path, t),
+    readString: (path, t = tx) => xs.readString(path, t),
+    write: (path, value, t = tx) => xs.write(path, value, t),
+    mkdir: (path, t = tx) => xs.mkdir(path, t),
+    rm: (path, t = tx) => xs.rm(path, t),
+    directory: (path, t = tx) => xs.directory(path, t),
+    getPerms: (path, t = tx) => xs.getPerms(path, t),
+    setPerms: (path, perms, t = tx) => xs.setPerms(path, perms, t),
+    getDomainPath: (domid) => xs.getDomainPath(domid),
+    watch: (path, token, cb) => xs.watch(path, token, cb),
+    unwatch: (path, token) => xs.unwatch(path, token),
+    transactionStart: () => xs.transactionStart(),
+    transactionEnd: (t, commit) => xs.transactionEnd(t, commit),
+    transaction: (body) => xs.transaction(body),
+  };
+}
