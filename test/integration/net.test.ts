@@ -196,6 +196,24 @@ describe('network split driver across real workers', function () {
     await m.detachVif(a, 2);
   });
 
+  it('refuses a vif it cannot make, as xl would, and writes nothing for it', async () => {
+    const { m, a } = rig;
+    const refused = async (spec: Parameters<Machine['attachVif']>[1], domid = a) => {
+      try {
+        await m.attachVif(domid, spec);
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return 'attached';
+    };
+    expect(await refused({ devid: 5, mac: '00:16:3e:zz:00:01' })).to.match(/Invalid parameter `mac'/);
+    expect(await refused({ devid: 5, mac: '01:16:3e:00:00:01' })).to.match(/multicast/);
+    expect(await refused({ devid: 5, rate: '10Mbit' })).to.match(/invalid rate/);
+    expect(await refused({ devid: 0 })).to.match(/already has vif devid 0/);
+    expect(await refused({ devid: 5 }, 0)).to.match(/not a running domU/);
+    expect((await m.dom0!.xsRead(`/local/domain/0/backend/vif/${a}/5/state`)).ok).to.equal(false);
+  });
+
   it('detaches a vif and leaks no grant, frame or mapping; a new one gets a Xen MAC and works', async () => {
     const { m, a, b } = rig;
     const d0 = m.dom0!;
