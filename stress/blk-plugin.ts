@@ -142,6 +142,11 @@ export class BlkStressBackend {
     for (const k of [...this.disks.keys()]) if (k.startsWith(`${domid}/`)) this.disks.delete(k);
   }
 
+  /** Devices blkback has connected now, as "vbd/frontDom/devid". */
+  connectedDevices(): string[] {
+    return [...this.bus?.registered ?? []].filter(([, d]) => d.isConnected).map(([rel]) => `${VBD_TYPE}/${rel}`);
+  }
+
   /** Grant mappings blkback holds now (its own count: maps − unmaps, rings included). */
   mappings(): number {
     return this.retiredMappings + (this.driver === undefined ? 0 : live(this.driver));

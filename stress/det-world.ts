@@ -335,7 +335,7 @@ export class DetWorld implements InjectionTarget {
   }
 
   restartBackends(): Promise<boolean> {
-    if (this.sched.stopping) return Promise.resolve(false);
+    if (this.sched.stopping || this.dom0.stress.restartRefusal() !== undefined) return Promise.resolve(false);
     this.dom0.host.spawn('restart-backends', async () => { await this.dom0.stress.restartBackends(); });
     return Promise.resolve(true);
   }

@@ -14,6 +14,13 @@ import { BlkStressBackend, type BlkBackendOptions } from './blk-plugin.ts';
 import type { StressHost } from './host.ts';
 import { VSTRESS_TYPE, VstressBack, VstressDisks, type BackMutant } from './vstress.ts';
 
+/**
+ * How long (host.now() units: scheduler steps, or ms on threads) a backend
+ * restart waits for the devices the last one disconnected before it may
+ * restart them again anyway.
+ */
+export const RESTART_RECOVERY = 1500;
+
 export interface Dom0StressOptions {
   readonly backMutant?: BackMutant;
   readonly echoMutant?: EchoMutant;
@@ -30,6 +37,10 @@ export class Dom0Stress {
   /** Backend restarts done (an injector's evidence). */
   restarts = 0;
   private restarting = false;
+  /** When the last restart began (host.now()). */
+  private lastRestartAt = -Infinity;
+  /** Devices ("vstress/1/0", "vbd/1/51712") connected before the last restart and not connected again since. */
+  private readonly recovering = new Set<string>();
   readonly blk: BlkStressBackend | undefined;
 
   constructor(readonly host: StressHost, private readonly xs: XsHandle, private readonly opts: Dom0StressOptions = {}) {
@@ -53,14 +64,43 @@ export class Dom0Stress {
     return r.ok;
   }
 
+  /** Devices whose backend is connected now, as "type/frontDom/devid". */
+  private connectedDevices(): Set<string> {
+    const out = new Set<string>();
+    for (const [rel, d] of this.bus?.registered ?? []) if (d.isConnected) out.add(`${VSTRESS_TYPE}/${rel}`);
+    for (const k of this.blk?.connectedDevices() ?? []) out.add(k);
+    return out;
+  }
+
+  /**
+   * [restartRefusal] is why a backend restart cannot happen now, or
+   * undefined when it can: one is already under way, or the devices the last
+   * restart disconnected have not all connected again (each must redo the
+   * handshake: the frontend resumes with new keys), unless that has taken
+   * RESTART_RECOVERY (steps, or ms on threads) — a device that never comes
+   * back does not stop the injector for good. A restart that lands on a
+   * restart still recovering is a storm no device can make progress in.
+   */
+  restartRefusal(): string | undefined {
+    if (this.restarting) return 'a restart is under way';
+    if (this.recovering.size === 0 || this.host.now() - this.lastRestartAt >= RESTART_RECOVERY) return undefined;
+    const up = this.connectedDevices();
+    for (const k of [...this.recovering]) if (up.has(k)) this.recovering.delete(k);
+    return this.recovering.size === 0 ? undefined : `${[...this.recovering].join(', ')} still reconnecting`;
+  }
+
   /**
    * [restartBackends] is blkback going away and coming back: every backend
    * disconnects (unmaps, unbinds) and unregisters without touching XenStore,
    * then a new bus probes the directories again and each frontend resumes.
+   * False when restartRefusal() says it cannot happen now.
    */
   async restartBackends(): Promise<boolean> {
-    if (this.restarting) return false;
+    if (this.restartRefusal() !== undefined) return false;
     this.restarting = true;
+    this.lastRestartAt = this.host.now();
+    this.recovering.clear();
+    for (const k of this.connectedDevices()) this.recovering.add(k);
     try {
       const bus = this.bus;
       this.bus = undefined;
@@ -93,6 +133,7 @@ export class Dom0Stress {
 
   /** The guest is gone: stop serving its events (its device goes when the toolstack removes its directories). */
   guestGone(guest: number): void {
+    for (const k of [...this.recovering]) if (k.split('/')[1] === String(guest)) this.recovering.delete(k);
     this.echoes.get(guest)?.close();
     this.echoes.delete(guest);
     this.storms.get(guest)?.close();
