@@ -73,7 +73,7 @@ export interface VifAttach {
   readonly bridge?: string;
   /** `rate=` as xl parses it, or its text ("10Mb/s@20ms"); null or absent = unlimited. */
   readonly rate?: VifRate | string | null;
-  /** Recorded in both directories (libxl writes `ip` for vif-route); nothing routes by it. */
+  /** Written to the backend directory (libxl's `ip`, for vif-route); nothing routes by it. */
   readonly ip?: string | null;
   /** Wire MTU (default 1500). */
   readonly mtu?: number;
@@ -314,7 +314,7 @@ export class Machine {
    *
    *   backend/vif/<domid>/<devid>: frontend, frontend-id, online, state, handle,
    *       mac, bridge, script, type, mtu, [rate = "bytes,usecs"], [ip], vifname
-   *   device/vif/<devid>: backend, backend-id, state, handle, mac, mtu, [trusted], [ip]
+   *   device/vif/<devid>: backend, backend-id, state, handle, mac, mtu, [trusted]
    */
   async attachVif(domid: number, spec: VifAttach = {}): Promise<VifAttached> {
     const d0 = this.dom0;
@@ -358,7 +358,7 @@ export class Machine {
       },
       frontendKeys: {
         mac, mtu: String(mtu),
-        ...(spec.trusted != null ? { trusted: spec.trusted ? '1' : '0' } : {}), ...(ip !== undefined ? { ip } : {}),
+        ...(spec.trusted != null ? { trusted: spec.trusted ? '1' : '0' } : {}),
       },
     };
     check(await d0.createDeviceDirs(dirs), `attach vif ${devid} to d${domid}`);
