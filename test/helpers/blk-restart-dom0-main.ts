@@ -1,8 +1,9 @@
 // A dom0 worker entry for the backend-restart tests: dom0's usual services
 // plus vbd backends that the agent can kill abruptly, as if blkback died
 // (bus and devices stop, nothing in flight is answered), and start again as
-// a new instance with other limits. The media (ram:SIZE) outlive a backend
-// instance, as a real disk outlives its driver; while `holdIo` is on,
+// a new instance with other limits. The media (ram:SIZE, opened by
+// dom0/vbd.ts) outlive a backend instance in vbd's dom0-wide registry, as a
+// real disk outlives its driver; while `holdIo` is on,
 // requests stop in front of the medium, so they are in flight in blkback
 // when it dies. What a dead backend held never reaches the medium.
 import * as Comlink from 'comlink';
@@ -15,12 +16,10 @@ import type { DomainWorkerData } from '../../toolstack/worker-data.ts';
 import { Dom0Services } from '../../dom0/dom0.ts';
 import { Dom0Agent } from '../../dom0/agent.ts';
 import { XsLocalClient } from '../../dom0/xenstore/local-client.ts';
-import { RamDisk } from '../../dom0/devices/disk-store.ts';
-import { DiskStoreStorage, type BlkStorage, type BlkStorageFeatures, type BlkStorageIo } from '../../dom0/blkback/storage.ts';
+import type { BlkStorage, BlkStorageFeatures, BlkStorageIo } from '../../dom0/blkback/storage.ts';
 import type { BlkbackDevice } from '../../dom0/blkback/blkback.ts';
 import { blkbackDriver, type BlkbackDriver, type BlkFrontendInfo } from '../../dom0/blkback/xenbus.ts';
-import type { VbdBackendOptions } from '../../dom0/vbd.ts';
-import { parseRamSize } from '../../cli/config/diskspec.ts';
+import { openVbdStorage, type VbdBackendOptions } from '../../dom0/vbd.ts';
 import { createBackendBus, type XenbusBackend } from '../../shared/xenbus/backend.ts';
 import type { XenbusBus } from '../../shared/xenbus/device.ts';
 import { err, ok } from '../../shared/result.ts';
@@ -59,8 +58,8 @@ class HoldingStorage implements BlkStorage {
     for (const io of h) io.complete('error');
     return h.length;
   }
-  /** The medium outlives this backend instance: a new one opens it again. */
-  close(): void {}
+  /** The vbd is removed for good (blkback closes only then): the medium goes. */
+  close(): void { this.inner.close(); }
 }
 
 interface Instance {
@@ -74,8 +73,6 @@ type VbdRow = ReturnType<Dom0Agent['vbdStats']>[number];
 export class RestartDom0Agent extends Dom0Agent {
   private live: Instance | undefined;
   private holding = false;
-  /** Media by "<frontDom>/<devid>": the disk a restarted backend finds again. */
-  private readonly media = new Map<string, { params: string; disk: RamDisk }>();
   /** Devices of killed instances, to show that they answered nothing after dying. */
   private readonly dead: { key: string; dev: BlkbackDevice }[] = [];
   instances = 0;
@@ -90,15 +87,11 @@ export class RestartDom0Agent extends Dom0Agent {
       ...opts,
       log: this.log,
       openStorage: (id, p) => {
-        const key = `${id.frontDom}/${id.devid}`;
-        let m = this.media.get(key);
-        if (m === undefined || m.params !== p.params) {
-          const bytes = p.params.startsWith('ram:') ? parseRamSize(p.params.slice(4)) : null;
-          if (bytes === null || bytes < 512 || bytes % 512 !== 0) return err({ kind: 'bad-params', message: `this dom0 serves ram:SIZE disks only, not "${p.params.slice(0, 64)}"` });
-          m = { params: p.params, disk: new RamDisk({ sectors: bytes / 512 }) };
-          this.media.set(key, m);
-        }
-        const s = new HoldingStorage(new DiskStoreStorage(this.k.mem, m.disk));
+        if (!p.params.startsWith('ram:')) return err({ kind: 'bad-params', message: `this dom0 serves ram:SIZE disks only, not "${p.params.slice(0, 64)}"` });
+        // vbd's registry hands a restarted backend the medium its predecessor served.
+        const inner = openVbdStorage(this.k, id, p, undefined);
+        if (!inner.ok) return inner;
+        const s = new HoldingStorage(inner.value);
         s.holding = this.holding;
         storages.push(s);
         return ok(s);
