@@ -2,7 +2,8 @@
  * dom0/vbd.ts's `ram:` disks: served from dom0's own RAM (Dom0RamStorage,
  * one copy per segment), kept in a dom0-wide registry so that a blkback
  * restarted in the same dom0 serves the same bytes, and given back to dom0
- * when the vbd is removed for good.
+ * when the vbd is removed for good. `dma:NAME` names a DMA controller dom0
+ * must have attached (test/integration/blk-dma.test.ts serves one).
  */
 import { expect } from 'chai';
 import { Dom0RamStorage } from '../../../dom0/blkback/storage.ts';
@@ -78,6 +79,14 @@ describe('vbd ram: media (dom0/vbd.ts)', function () {
     const g = await w.addGuest(1, { maxQueues: 1 });
     await w.createDisk(1, XVDA, { params: 'ram:1000' });
     await w.until(() => w.lines.some((l) => l.includes('ram:SIZE needs a size in whole sectors')) || undefined, 'the refusal in the log');
+    expect(g.front.devices.get(XVDA)?.isConnected ?? false).to.equal(false);
+  });
+
+  it('refuses params dma:NAME when dom0 drives no DMA disk of that name', async () => {
+    w = await BlkWorld.create();
+    const g = await w.addGuest(1, { maxQueues: 1 });
+    await w.createDisk(1, XVDA, { params: 'dma:disk9' });
+    await w.until(() => w.lines.some((l) => l.includes('dom0 drives no DMA disk named "disk9"')) || undefined, 'the refusal in the log');
     expect(g.front.devices.get(XVDA)?.isConnected ?? false).to.equal(false);
   });
 });
