@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import fc from 'fast-check';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,7 +18,9 @@ import {
   UDP_PAYLOAD_OFFSET,
   formatIpv4,
   formatMac,
+  finishChecksum,
   internetChecksum,
+  onesSum,
   parseFrameInto,
   parseIpv4,
   parseMac,
@@ -64,6 +67,29 @@ describe('frames', () => {
     expect(internetChecksum(hdr)).to.equal(0xb861);
     hdr.writeUInt16BE(0xb861, 10);
     expect(internetChecksum(hdr)).to.equal(0);
+  });
+
+  it('sums any range at any alignment exactly as the 16-bit word loop does', () => {
+    /** The reference: RFC 1071's loop, one big-endian word at a time. */
+    const reference = (b: Uint8Array, start: number, end: number, acc: number): number => {
+      let s = acc;
+      for (let i = start; i < end; i += 2) s += ((b[i] as number) << 8) | (i + 1 < end ? (b[i + 1] as number) : 0);
+      return finishChecksum(s);
+    };
+    const backing = new Uint8Array(70_000);
+    fc.assert(fc.property(
+      fc.integer({ min: 0, max: 7 }), fc.integer({ min: 0, max: 7 }), fc.integer({ min: 0, max: 66_000 }), fc.integer({ min: 0, max: 0x3ffff }),
+      fc.constantFrom('random', 'zeros', 'ones'), fc.integer(),
+      (viewOff, start, len, acc, fill, seed) => {
+        let x = seed | 1;
+        for (let i = 0; i < backing.length; i++) {
+          x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+          backing[i] = fill === 'random' ? x & 0xff : fill === 'zeros' ? 0 : 0xff;
+        }
+        const b = backing.subarray(viewOff);
+        expect(finishChecksum(onesSum(b, start, start + len, acc))).to.equal(reference(b, start, start + len, acc));
+      },
+    ), { numRuns: 120 });
   });
 
   it('parses and formats MAC and IPv4 addresses, rejecting malformed ones', () => {
