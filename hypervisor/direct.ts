@@ -14,6 +14,13 @@ export class DirectHypercaller implements Hypercaller {
   readonly buf: MemRegion;
   readonly bufBytes: number;
   calls = 0;
+  /**
+   * Argument arrays reused call after call, one per nesting depth (a call
+   * made while another is still being served, should a handler ever call
+   * back into a guest, gets its own): no array is built per call.
+   */
+  private readonly argv: number[][] = [];
+  private depth = 0;
   constructor(private readonly hv: Hypervisor, readonly slot: number) {
     const mem = hv.mem;
     const pages = mem.atomicLoad32(hv.layout.dcbField(slot, DCB.hcbufPages));
@@ -22,6 +29,20 @@ export class DirectHypercaller implements Hypercaller {
   }
   call(op: number, a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0): [number, number] {
     this.calls++;
-    return this.hv.hypercall(this.slot, op, [a0, a1, a2, a3, a4, a5].map((x) => x >>> 0));
+    const depth = this.depth;
+    let args = this.argv[depth];
+    if (args === undefined) {
+      args = [0, 0, 0, 0, 0, 0];
+      this.argv[depth] = args;
+    }
+    // Each argument as the mailbox carries it: a u32.
+    args[0] = a0 >>> 0; args[1] = a1 >>> 0; args[2] = a2 >>> 0;
+    args[3] = a3 >>> 0; args[4] = a4 >>> 0; args[5] = a5 >>> 0;
+    this.depth = depth + 1;
+    try {
+      return this.hv.hypercall(this.slot, op, args);
+    } finally {
+      this.depth = depth;
+    }
   }
 }

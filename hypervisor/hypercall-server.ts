@@ -24,12 +24,17 @@ export class HypercallServer {
   private readonly spinNs: number;
   private readonly idleMs: number;
   private stopped = false;
+  /** The arguments of the call being served, reused call after call (the hypervisor reads them synchronously). */
+  private readonly args: number[] = new Array<number>(DCB.NR_ARGS).fill(0);
 
   constructor(private readonly hv: Hypervisor, opts: ServerOptions = {}) {
     this.words = Math.ceil(hv.layout.nrSlots / 32);
     this.spinNs = (opts.spinUs ?? 50) * 1000;
     this.idleMs = opts.idleMs ?? 20;
   }
+
+  /** The spin's stop condition, made once: a call posted or a control message flagged. */
+  private readonly callOrControl = (): boolean => this.anyPending() || this.hv.mem.atomicLoad32(H(MACHINE_HEADER.hvControl)) !== 0;
 
   private anyPending(): boolean {
     const mem = this.hv.mem;
@@ -54,8 +59,9 @@ export class HypercallServer {
         const st = hv.layout.dcbField(slot, DCB.mbState);
         if (mem.atomicLoad32(st) !== DCB.MB_POSTED) continue; // spurious: nothing posted
         const op = mem.getU32(hv.layout.dcbField(slot, DCB.mbOp));
-        const args: number[] = [];
-        for (let i = 0; i < DCB.NR_ARGS; i++) args.push(mem.getU32(hv.layout.dcbField(slot, DCB.mbArgs + i * 4)));
+        const args = this.args;
+        const argAt = hv.layout.dcbField(slot, DCB.mbArgs);
+        for (let i = 0; i < DCB.NR_ARGS; i++) args[i] = mem.getU32((argAt + i * 4) as MachineAddr);
         let r: [number, number];
         try {
           r = hv.hypercall(slot, op, args);
@@ -98,7 +104,7 @@ export class HypercallServer {
       if (this.pollOnce() > 0) continue;
       if (this.spinNs > 0) {
         mem.atomicStore32(H(MACHINE_HEADER.hvSpinning), 1);
-        const got = spinUntil(() => this.anyPending() || mem.atomicLoad32(H(MACHINE_HEADER.hvControl)) !== 0, this.spinNs);
+        const got = spinUntil(this.callOrControl, this.spinNs);
         if (got) continue; // stay spinning-flagged: callers may skip the doorbell
       }
       const seq = mem.atomicLoad32(H(MACHINE_HEADER.hvDoorbell));

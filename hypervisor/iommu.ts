@@ -14,6 +14,7 @@ import { DEVICE_BLOCK, IOMMUOP, IOMMU_MAP, IOMMU_MAP_FLAG, IOMMU_MODE, type Iomm
 import { FRAME_TYPE } from '../shared/abi/machine.ts';
 import { XEN_ERRNO } from '../shared/abi/xen.ts';
 import { type Result, err, ok } from '../shared/result.ts';
+import type { MachineMemory } from '../shared/memory/machine-memory.ts';
 import type { DomId, MachineAddr, Mfn, Pfn } from '../shared/types.ts';
 import type { Domain } from './domain.ts';
 import type { Hypervisor } from './hypervisor.ts';
@@ -52,8 +53,19 @@ interface DeviceContext extends DeviceInfo {
   orphaned: boolean;
 }
 
+/** A u64 in machine memory as a number (two u32 loads; correctly rounded beyond 2^53, as Number(bigint)). */
+function u64(mem: MachineMemory, a: number): number {
+  return mem.getU32(a as MachineAddr) + mem.getU32((a + 4) as MachineAddr) * 0x1_0000_0000;
+}
+
 export class Iommu {
   private readonly devices = new Map<number, DeviceContext>();
+  /**
+   * The strict contexts still attached to their owner: the only ones a grant
+   * map or unmap touches, kept apart so that the per-op hooks below cost one
+   * length check when there are none (the common case).
+   */
+  private readonly strict: DeviceContext[] = [];
   private nextId = 1;
 
   constructor(
@@ -104,6 +116,7 @@ export class Iommu {
       for (const m of owner.owned) if (this.hv.frameTable.type(m) === FRAME_TYPE.ram) table.set(m as unknown as Pfn, m, true, false);
     }
     this.devices.set(id, dev);
+    if (req.mode === 'strict' && table !== undefined) this.strict.push(dev);
     return ok(this.list().find((d) => d.id === id) as DeviceInfo);
   }
 
@@ -123,6 +136,8 @@ export class Iommu {
   private cutOff(dev: DeviceContext): void {
     if (dev.orphaned) return;
     dev.orphaned = true;
+    const i = this.strict.indexOf(dev);
+    if (i >= 0) this.strict.splice(i, 1);
     // Owner first: a translator that sees -1 never walks the table freed below.
     this.hv.mem.atomicStore32(this.field(dev, DEVICE_BLOCK.owner), -1);
     this.hv.mem.atomicAdd32(this.field(dev, DEVICE_BLOCK.invalidations), 1);
@@ -148,8 +163,10 @@ export class Iommu {
 
   /** Strict contexts of the mapper gain the frame (grant map). */
   grantMapped(mapper: Domain, mfn: Mfn, writable: boolean): void {
-    for (const dev of this.devices.values()) {
-      if (dev.orphaned || dev.owner !== mapper.domid || dev.mode !== 'strict' || dev.table === undefined) continue;
+    const strict = this.strict;
+    for (let i = 0; i < strict.length; i++) {
+      const dev = strict[i] as DeviceContext;
+      if (dev.owner !== mapper.domid || dev.table === undefined) continue;
       const n = dev.grantRefs.get(mfn) ?? 0;
       dev.grantRefs.set(mfn, n + 1);
       const cur = dev.table.get(mfn as unknown as Pfn);
@@ -160,8 +177,10 @@ export class Iommu {
 
   /** ... and lose it with the last unmap, flushed at once (Xen flushes grant unmaps). */
   grantUnmapped(mapper: Domain, mfn: Mfn): void {
-    for (const dev of this.devices.values()) {
-      if (dev.orphaned || dev.owner !== mapper.domid || dev.mode !== 'strict' || dev.table === undefined) continue;
+    const strict = this.strict;
+    for (let i = 0; i < strict.length; i++) {
+      const dev = strict[i] as DeviceContext;
+      if (dev.owner !== mapper.domid || dev.table === undefined) continue;
       const n = (dev.grantRefs.get(mfn) ?? 0) - 1;
       if (n > 0) { dev.grantRefs.set(mfn, n); continue; }
       dev.grantRefs.delete(mfn);
@@ -201,20 +220,10 @@ export class Iommu {
         if (buf === undefined) return [-XEN_ERRNO.EFAULT, 0];
         let done = 0;
         for (let i = 0; i < count; i++) {
-          const a = (buf + i * IOMMU_MAP.SIZE) as MachineAddr;
-          const bus = Number(mem.getU64(a));
-          const gfn = Number(mem.getU64((a + IOMMU_MAP.gfn) as MachineAddr));
-          const flags = mem.getU32((a + IOMMU_MAP.flags) as MachineAddr);
-          const status = (s: number) => mem.setI32((a + IOMMU_MAP.status) as MachineAddr, s);
-          const bfn = bus / mem.pageSize;
-          if (!Number.isInteger(bfn) || !dev.table.inRange(bfn) || (flags & (IOMMU_MAP_FLAG.read | IOMMU_MAP_FLAG.write)) === 0) { status(-XEN_ERRNO.EINVAL); continue; }
-          if (dev.table.get(bfn as Pfn).present) { status(-XEN_ERRNO.EEXIST); continue; }
-          const mfn = this.callerFrame(d, gfn, (flags & IOMMU_MAP_FLAG.write) !== 0);
-          if (mfn === undefined) { status(-XEN_ERRNO.EPERM); continue; }
-          dev.table.set(bfn as Pfn, mfn, (flags & IOMMU_MAP_FLAG.write) !== 0, false);
-          this.bump(dev, DEVICE_BLOCK.maps);
-          status(0);
-          done++;
+          const a = buf + i * IOMMU_MAP.SIZE;
+          const st = this.mapOne(d, dev, dev.table, a);
+          mem.setI32((a + IOMMU_MAP.status) as MachineAddr, st);
+          if (st === 0) done++;
         }
         return [done, 0];
       }
@@ -224,8 +233,8 @@ export class Iommu {
         if (buf === undefined) return [-XEN_ERRNO.EFAULT, 0];
         let done = 0;
         for (let i = 0; i < count; i++) {
-          const bfn = Number(mem.getU64((buf + i * 8) as MachineAddr)) / mem.pageSize;
-          if (!Number.isInteger(bfn) || !dev.table.inRange(bfn) || !dev.table.get(bfn as Pfn).present) continue;
+          const bfn = u64(mem, buf + i * 8) / mem.pageSize;
+          if (!Number.isInteger(bfn) || !dev.table.inRange(bfn) || dev.table.lookup(bfn as Pfn) === undefined) continue;
           dev.table.clear(bfn as Pfn);
           this.bump(dev, DEVICE_BLOCK.unmaps);
           dev.pendingUnmaps++;
@@ -237,6 +246,22 @@ export class Iommu {
       default:
         return [-XEN_ERRNO.ENOSYS, 0];
     }
+  }
+
+  /** One iommu_map element at a (bus u64, gfn u64, flags u32): maps it and returns its status (0 or -errno). */
+  private mapOne(d: Domain, dev: DeviceContext, table: P2mTable, a: number): number {
+    const mem = this.hv.mem;
+    const bus = u64(mem, a);
+    const gfn = u64(mem, a + IOMMU_MAP.gfn);
+    const flags = mem.getU32((a + IOMMU_MAP.flags) as MachineAddr);
+    const bfn = bus / mem.pageSize;
+    if (!Number.isInteger(bfn) || !table.inRange(bfn) || (flags & (IOMMU_MAP_FLAG.read | IOMMU_MAP_FLAG.write)) === 0) return -XEN_ERRNO.EINVAL;
+    if (table.lookup(bfn as Pfn) !== undefined) return -XEN_ERRNO.EEXIST;
+    const mfn = this.callerFrame(d, gfn, (flags & IOMMU_MAP_FLAG.write) !== 0);
+    if (mfn === undefined) return -XEN_ERRNO.EPERM;
+    table.set(bfn as Pfn, mfn, (flags & IOMMU_MAP_FLAG.write) !== 0, false);
+    this.bump(dev, DEVICE_BLOCK.maps);
+    return 0;
   }
 
   /** The machine frame behind a frame the caller names (own RAM, or a grant mapping it holds). */

@@ -123,28 +123,40 @@ export class GrantTable {
 
   private maxBatch(size: number): number { return Math.floor(this.hc.bufBytes / size); }
 
+  /** Writes v (an integer in [0, 2^53)) as a little-endian u64 at off in the hypercall buffer: two u32 stores, no BigInt. */
+  private putU64(off: number, v: number): void {
+    const buf = this.hc.buf;
+    buf.setU32(off, v >>> 0);
+    buf.setU32(off + 4, Math.floor(v / 0x1_0000_0000));
+  }
+  private getU64(off: number): number {
+    const buf = this.hc.buf;
+    return buf.getU32(off) + buf.getU32(off + 4) * 0x1_0000_0000;
+  }
+
   /** GNTTABOP_map_grant_ref over a batch; each element has its own status. */
   mapGrantRefs(reqs: readonly MapRequest[]): MapResult[] {
     const out: MapResult[] = [];
     const per = this.maxBatch(GNTTAB_MAP.SIZE);
+    const buf = this.hc.buf;
     for (let start = 0; start < reqs.length; start += per) {
-      const chunk = reqs.slice(start, start + per);
-      const buf = this.hc.buf;
-      chunk.forEach((q, i) => {
+      const n = Math.min(per, reqs.length - start);
+      for (let i = 0; i < n; i++) {
+        const q = reqs[start + i] as MapRequest;
         const o = i * GNTTAB_MAP.SIZE;
-        buf.setU64(o + GNTTAB_MAP.host_addr, BigInt(q.hostPfn) * BigInt(this.pageSize));
-        buf.setU32(o + GNTTAB_MAP.flags, GNTMAP.host_map | (q.device ? GNTMAP.device_map : 0) | (q.readonly ? GNTMAP.readonly : 0));
+        this.putU64(o + GNTTAB_MAP.host_addr, q.hostPfn * this.pageSize);
+        buf.setU32(o + GNTTAB_MAP.flags, GNTMAP.host_map | (q.device === true ? GNTMAP.device_map : 0) | (q.readonly ? GNTMAP.readonly : 0));
         buf.setU32(o + GNTTAB_MAP.ref, q.ref);
         buf.setU16(o + GNTTAB_MAP.dom, q.domid);
-      });
-      const [r] = this.hc.call(HYPERVISOR.grant_table_op, GNTTABOP.map_grant_ref, 0, chunk.length);
+      }
+      const [r] = this.hc.call(HYPERVISOR.grant_table_op, GNTTABOP.map_grant_ref, 0, n);
       if (r < 0) throw new GnttabError('GNTTABOP_map_grant_ref', r);
-      chunk.forEach((q, i) => {
+      for (let i = 0; i < n; i++) {
         const o = i * GNTTAB_MAP.SIZE;
-        const r = { status: buf.getI16(o + GNTTAB_MAP.status), handle: asGrantHandle(buf.getU32(o + GNTTAB_MAP.handle)), devBusAddr: Number(buf.getU64(o + GNTTAB_MAP.dev_bus_addr)) };
-        if (r.status === 0) this.foreignP2m?.(q.hostPfn, r.devBusAddr / this.pageSize);
-        out.push(r);
-      });
+        const res: MapResult = { status: buf.getI16(o + GNTTAB_MAP.status), handle: asGrantHandle(buf.getU32(o + GNTTAB_MAP.handle)), devBusAddr: this.getU64(o + GNTTAB_MAP.dev_bus_addr) };
+        if (res.status === 0 && this.foreignP2m !== undefined) this.foreignP2m((reqs[start + i] as MapRequest).hostPfn, res.devBusAddr / this.pageSize);
+        out.push(res);
+      }
     }
     return out;
   }
@@ -153,55 +165,63 @@ export class GrantTable {
   unmapGrantRefs(reqs: readonly UnmapRequest[]): number[] {
     const out: number[] = [];
     const per = this.maxBatch(GNTTAB_UNMAP.SIZE);
+    const buf = this.hc.buf;
     for (let start = 0; start < reqs.length; start += per) {
-      const chunk = reqs.slice(start, start + per);
-      const buf = this.hc.buf;
-      chunk.forEach((q, i) => {
+      const n = Math.min(per, reqs.length - start);
+      for (let i = 0; i < n; i++) {
+        const q = reqs[start + i] as UnmapRequest;
         const o = i * GNTTAB_UNMAP.SIZE;
-        buf.setU64(o + GNTTAB_UNMAP.host_addr, q.hostPfn === -1 ? 0n : BigInt(q.hostPfn) * BigInt(this.pageSize));
-        buf.setU64(o + GNTTAB_UNMAP.dev_bus_addr, BigInt(q.devBusAddr ?? 0));
+        this.putU64(o + GNTTAB_UNMAP.host_addr, q.hostPfn === -1 ? 0 : q.hostPfn * this.pageSize);
+        this.putU64(o + GNTTAB_UNMAP.dev_bus_addr, q.devBusAddr ?? 0);
         buf.setU32(o + GNTTAB_UNMAP.handle, q.handle);
-      });
-      const [r] = this.hc.call(HYPERVISOR.grant_table_op, GNTTABOP.unmap_grant_ref, 0, chunk.length);
+      }
+      const [r] = this.hc.call(HYPERVISOR.grant_table_op, GNTTABOP.unmap_grant_ref, 0, n);
       if (r < 0) throw new GnttabError('GNTTABOP_unmap_grant_ref', r);
-      chunk.forEach((q, i) => {
+      for (let i = 0; i < n; i++) {
         const st = buf.getI16(i * GNTTAB_UNMAP.SIZE + GNTTAB_UNMAP.status);
-        if (st === 0 && q.hostPfn !== -1) this.foreignP2m?.(q.hostPfn, undefined);
+        const hostPfn = (reqs[start + i] as UnmapRequest).hostPfn;
+        if (st === 0 && hostPfn !== -1 && this.foreignP2m !== undefined) this.foreignP2m(hostPfn, undefined);
         out.push(st);
-      });
+      }
     }
     return out;
+  }
+
+  /** Writes one gnttab_copy_ptr at o; returns 1 when it names a grant. */
+  private putCopyPtr(o: number, p: CopyPtr): number {
+    const buf = this.hc.buf;
+    let isGref: number;
+    if ('gref' in p) {
+      this.putU64(o + GNTTAB_COPY_PTR.u, p.gref);
+      buf.setU16(o + GNTTAB_COPY_PTR.domid, p.domid);
+      isGref = 1;
+    } else {
+      this.putU64(o + GNTTAB_COPY_PTR.u, this.frameOf(p.frame as Pfn));
+      buf.setU16(o + GNTTAB_COPY_PTR.domid, DOMID_SELF);
+      isGref = 0;
+    }
+    buf.setU16(o + GNTTAB_COPY_PTR.offset, p.offset);
+    return isGref;
   }
 
   /** GNTTABOP_copy over a batch; returns each status. Our own frames are named by pfn (by mfn for PV). */
   copy(reqs: readonly CopyRequest[]): number[] {
     const out: number[] = [];
     const per = this.maxBatch(GNTTAB_COPY.SIZE);
-    const put = (o: number, p: CopyPtr): number => {
-      const buf = this.hc.buf;
-      if ('gref' in p) {
-        buf.setU64(o + GNTTAB_COPY_PTR.u, BigInt(p.gref));
-        buf.setU16(o + GNTTAB_COPY_PTR.domid, p.domid);
-      } else {
-        buf.setU64(o + GNTTAB_COPY_PTR.u, BigInt(this.frameOf(p.frame as Pfn)));
-        buf.setU16(o + GNTTAB_COPY_PTR.domid, DOMID_SELF);
-      }
-      buf.setU16(o + GNTTAB_COPY_PTR.offset, p.offset);
-      return 'gref' in p ? 1 : 0;
-    };
+    const buf = this.hc.buf;
     for (let start = 0; start < reqs.length; start += per) {
-      const chunk = reqs.slice(start, start + per);
-      const buf = this.hc.buf;
-      chunk.forEach((q, i) => {
+      const n = Math.min(per, reqs.length - start);
+      for (let i = 0; i < n; i++) {
+        const q = reqs[start + i] as CopyRequest;
         const o = i * GNTTAB_COPY.SIZE;
-        const sg = put(o + GNTTAB_COPY.source, q.source);
-        const dg = put(o + GNTTAB_COPY.dest, q.dest);
+        const sg = this.putCopyPtr(o + GNTTAB_COPY.source, q.source);
+        const dg = this.putCopyPtr(o + GNTTAB_COPY.dest, q.dest);
         buf.setU16(o + GNTTAB_COPY.len, q.len);
-        buf.setU16(o + GNTTAB_COPY.flags, (sg ? GNTCOPY.source_gref : 0) | (dg ? GNTCOPY.dest_gref : 0));
-      });
-      const [r] = this.hc.call(HYPERVISOR.grant_table_op, GNTTABOP.copy, 0, chunk.length);
+        buf.setU16(o + GNTTAB_COPY.flags, (sg !== 0 ? GNTCOPY.source_gref : 0) | (dg !== 0 ? GNTCOPY.dest_gref : 0));
+      }
+      const [r] = this.hc.call(HYPERVISOR.grant_table_op, GNTTABOP.copy, 0, n);
       if (r < 0) throw new GnttabError('GNTTABOP_copy', r);
-      chunk.forEach((_q, i) => out.push(buf.getI16(i * GNTTAB_COPY.SIZE + GNTTAB_COPY.status)));
+      for (let i = 0; i < n; i++) out.push(buf.getI16(i * GNTTAB_COPY.SIZE + GNTTAB_COPY.status));
     }
     return out;
   }
