@@ -30,9 +30,12 @@
  *  - each vCPU thread's CPU time per data packet, the ACKs it caused
  *    included (sending guest, dom0, receiving guest), against the time per
  *    packet a 10 Gbit/s stream leaves: where the time goes, in a unit a
- *    busy host blurs less than the rate. Most of a guest's share is the
- *    engine's TCP checksum (frames.ts onesSum, ~40 µs per 64 KiB here),
- *    computed by the sender and checked by the receiver;
+ *    busy host blurs less than the rate. Both pairs run with checksum
+ *    offload (netfront `csumOffload`, Linux's default): the sender leaves
+ *    the TCP checksum blank (NETTXF_csum_blank), nobody in dom0 fills it in
+ *    (both vifs take blank checksums) and the receiver trusts
+ *    NETRXF_data_validated; the engine's payload check still verifies
+ *    every byte;
  *  - the issue's target: GSO goodput against an absolute 10 Gbit/s
  *    (what users of real Xen do not get: about 3.5 Gbit/s inter-VM);
  *  - the machine's load average while the benchmark ran, against its CPUs.
@@ -77,7 +80,7 @@ async function boot(): Promise<{ m: Machine; pairs: Pair[] }> {
   for (const [label, gso, length, chunk] of [['1500-byte frames', false, 128 * 1024, 1500], ['64 KiB GSO sends', true, 64 * 1024, 64 * 1024]] as const) {
     const ids: number[] = [];
     for (const role of ['tx', 'rx']) {
-      const g = await m.createDomain({ name: `${gso ? 'gso' : 'mtu'}-${role}`, memoryKiB: 32 * 1024, model: 'vp', drivers: { netfront: { gso } } });
+      const g = await m.createDomain({ name: `${gso ? 'gso' : 'mtu'}-${role}`, memoryKiB: 32 * 1024, model: 'vp', drivers: { netfront: { gso, csumOffload: true } } });
       await m.attachVif(g.domid, { mac: `00:16:3e:00:00:${(mac++).toString(16).padStart(2, '0')}` });
       ids.push(g.domid);
     }

@@ -11,12 +11,18 @@
  * one GSO packet (extra-info slot, gso_size = the MSS) when the backend
  * offers feature-gso-tcpv4 and the device was made with `gso: true` — the
  * device then reports a 64 KiB `mtu`, which is how a workload sees TSO.
- * Received packets with a blank checksum (NETRXF_csum_blank) are completed
- * in software before delivery, so workloads always see valid checksums.
+ * Checksum offload (option `csumOffload`, as Linux netfront's NETIF_F_IP_CSUM
+ * and RXCSUM, on there by default): a workload may send frames with a blank
+ * L4 checksum (CHECKSUM_PARTIAL → NETTXF_csum_blank | NETTXF_data_validated),
+ * and received packets the backend vouches for (NETRXF_data_validated,
+ * possibly with NETRXF_csum_blank) are delivered as CHECKSUM_UNNECESSARY,
+ * their checksum left as it came. Without the option, received packets with a
+ * blank checksum are completed in software before delivery, so workloads (and
+ * captures of what they send) always see valid checksums.
  */
-import type { DeviceCounters, NetDevice } from '../workloads/net-device.ts';
+import { CHECKSUM_NONE, CHECKSUM_PARTIAL, CHECKSUM_UNNECESSARY, type ChecksumState, type DeviceCounters, type NetDevice } from '../workloads/net-device.ts';
 import { finishChecksum, onesSum } from '../workloads/frames.ts';
-import { NETTXF_csum_blank, NETTXF_data_validated, NETRXF_csum_blank } from '../../shared/abi/netif.ts';
+import { NETTXF_csum_blank, NETTXF_data_validated, NETRXF_csum_blank, NETRXF_data_validated } from '../../shared/abi/netif.ts';
 import type { DomainKernel } from '../../shared/kernel/kernel.ts';
 import { err, ok, type Result } from '../../shared/result.ts';
 import type { DomId, Gref, Pfn } from '../../shared/types.ts';
@@ -37,6 +43,14 @@ export interface NetfrontOptions {
   readonly splitEventChannels?: boolean;
   /** Leave L4 checksums of sent frames to the backend: mark them NETTXF_csum_blank (default false: frames carry full checksums). */
   readonly txCsumBlank?: boolean;
+  /**
+   * Checksum offload both ways (see the file comment): the device reports
+   * `csumOffload`, takes CHECKSUM_PARTIAL sends and passes the backend's
+   * data_validated on as CHECKSUM_UNNECESSARY. Default false, so captures of
+   * guest traffic carry full checksums (tcpdump on real Xen shows offloaded
+   * ones as incorrect).
+   */
+  readonly csumOffload?: boolean;
   /** How often (ms) to retry revoking quarantined grants (default 20). */
   readonly reclaimMs?: number;
   readonly log?: (line: string) => void;
@@ -57,13 +71,14 @@ export interface NetbackAdvert {
 }
 
 const ZERO_MAC = '00:00:00:00:00:00';
+const CSUM_BLANK = { csumBlank: true } as const;
 const ETH_HLEN = 14;
 
 export class Netfront implements NetDevice {
   private queues: NetfrontQueue[] = [];
   private adv: NetbackAdvert | undefined;
   private backDom = 0 as DomId;
-  private handler: ((frame: Uint8Array) => void) | undefined;
+  private handler: ((frame: Uint8Array, rxCsum?: ChecksumState) => void) | undefined;
   private writers: (() => void)[] = [];
   private connectWaiters: (() => void)[] = [];
   private isConnected = false;
@@ -98,7 +113,11 @@ export class Netfront implements NetDevice {
   /** Pages held back because the backend kept their grants. */
   get quarantinedPages(): number { return this.quarantined.length; }
 
-  send(frame: Uint8Array): boolean {
+  /** Checksum offload is on (the option; the backend always takes NETTXF_csum_blank). */
+  get csumOffload(): boolean { return this.opts.csumOffload === true; }
+
+  send(frame: Uint8Array, csum: ChecksumState = CHECKSUM_NONE): boolean {
+    if (csum === CHECKSUM_PARTIAL && this.opts.csumOffload === true) return this.sendPacket(frame, frame.length, CSUM_BLANK);
     return this.sendPacket(frame, frame.length);
   }
 
@@ -139,7 +158,7 @@ export class Netfront implements NetDevice {
     return new Promise<void>((resolve) => this.writers.push(resolve));
   }
 
-  onReceive(handler: ((frame: Uint8Array) => void) | undefined): void {
+  onReceive(handler: ((frame: Uint8Array, rxCsum?: ChecksumState) => void) | undefined): void {
     this.handler = handler;
   }
 
@@ -306,8 +325,16 @@ export class Netfront implements NetDevice {
   }
 
   private deliver(frame: Uint8Array, len: number, flags: number, _gso: number): void {
-    if ((flags & NETRXF_csum_blank) !== 0) completeL4Checksum(frame, len);
-    this.handler?.(this.view(len, frame));
+    if (this.opts.csumOffload === true && (flags & (NETRXF_data_validated | NETRXF_csum_blank)) !== 0) {
+      // The backend vouches for it (Linux netfront: CHECKSUM_UNNECESSARY, or CHECKSUM_PARTIAL, which local delivery trusts).
+      this.handler?.(this.view(len, frame), CHECKSUM_UNNECESSARY);
+      return;
+    }
+    if ((flags & NETRXF_csum_blank) !== 0) {
+      completeL4Checksum(frame, len);
+      this.c.rxCsumCompleted++;
+    }
+    this.handler?.(this.view(len, frame), CHECKSUM_NONE);
   }
 
   /** MSS of a TCPv4 frame (MTU − IP header − TCP header), or 0 if it is not one. */

@@ -25,7 +25,7 @@
  * marks the queue broken; it then stops using the rings.
  */
 import {
-  NETIF_RSP_NULL, NETIF_RSP_OKAY, NETRXF_csum_blank, NETRXF_extra_info, NETRXF_more_data, NETTXF_extra_info,
+  NETIF_RSP_NULL, NETIF_RSP_OKAY, NETRXF_extra_info, NETRXF_more_data, NETTXF_extra_info,
   NETTXF_more_data, XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_EXTRA_TYPE_GSO, XEN_NETIF_GSO_TYPE_TCPV4,
 } from '../../shared/abi/netif.ts';
 import { XEN_PAGE_SIZE } from '../../shared/abi/ring.ts';
@@ -513,7 +513,6 @@ export class NetfrontQueue {
     c.rxFrames++;
     c.rxBytes += this.pktLen;
     if (this.pktGso > 0) c.rxGso++;
-    if ((flags & NETRXF_csum_blank) !== 0) c.rxCsumCompleted++;
     this.ctx.deliver(this.asm, this.pktLen, flags, this.pktGso);
   }
 }

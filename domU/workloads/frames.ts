@@ -275,9 +275,11 @@ function pseudoSum(srcIp: number, dstIp: number, proto: number, l4Len: number): 
 /**
  * [writeUdpFrame frame a payloadLen ipId] writes the Ethernet, IPv4 and UDP headers
  * (checksums included) around a payload the caller has already placed at
- * UDP_PAYLOAD_OFFSET, and returns the frame length.
+ * UDP_PAYLOAD_OFFSET, and returns the frame length. With csumPartial the UDP
+ * checksum is left to the device (CHECKSUM_PARTIAL): the field holds the folded
+ * pseudo-header sum, as Linux leaves it for checksum offload.
  */
-export function writeUdpFrame(frame: Uint8Array, a: FlowAddr, payloadLen: number, ipId: number): number {
+export function writeUdpFrame(frame: Uint8Array, a: FlowAddr, payloadLen: number, ipId: number, csumPartial = false): number {
   const l4Len = UDP.SIZE + payloadLen;
   writeEthIp(frame, a, IPPROTO_UDP, l4Len, ipId);
   const u = ETH.SIZE + IPV4.SIZE;
@@ -285,8 +287,12 @@ export function writeUdpFrame(frame: Uint8Array, a: FlowAddr, payloadLen: number
   put16(frame, u + UDP.DST_PORT, a.dstPort);
   put16(frame, u + UDP.LEN, l4Len);
   put16(frame, u + UDP.CHECKSUM, 0);
-  const c = finishChecksum(onesSum(frame, u, u + l4Len, pseudoSum(a.srcIp, a.dstIp, IPPROTO_UDP, l4Len)));
-  put16(frame, u + UDP.CHECKSUM, c === 0 ? 0xffff : c);
+  if (csumPartial) {
+    put16(frame, u + UDP.CHECKSUM, fold16(pseudoSum(a.srcIp, a.dstIp, IPPROTO_UDP, l4Len)));
+  } else {
+    const c = finishChecksum(onesSum(frame, u, u + l4Len, pseudoSum(a.srcIp, a.dstIp, IPPROTO_UDP, l4Len)));
+    put16(frame, u + UDP.CHECKSUM, c === 0 ? 0xffff : c);
+  }
   return ETH.SIZE + IPV4.SIZE + l4Len;
 }
 
@@ -308,9 +314,10 @@ export function tcpOptionBytes(f: TcpSegmentFields): number {
 /**
  * [writeTcpFrame frame a f payloadLen ipId] writes Ethernet, IPv4 and TCP headers
  * (checksums included) around a payload already placed at
- * TCP_PAYLOAD_OFFSET + tcpOptionBytes(f), and returns the frame length.
+ * TCP_PAYLOAD_OFFSET + tcpOptionBytes(f), and returns the frame length. With
+ * csumPartial the TCP checksum is left to the device, as in writeUdpFrame.
  */
-export function writeTcpFrame(frame: Uint8Array, a: FlowAddr, f: TcpSegmentFields, payloadLen: number, ipId: number): number {
+export function writeTcpFrame(frame: Uint8Array, a: FlowAddr, f: TcpSegmentFields, payloadLen: number, ipId: number, csumPartial = false): number {
   const optLen = tcpOptionBytes(f);
   const hdrLen = TCP.SIZE + optLen;
   const l4Len = hdrLen + payloadLen;
@@ -335,7 +342,8 @@ export function writeTcpFrame(frame: Uint8Array, a: FlowAddr, f: TcpSegmentField
     frame[o + 6] = 3;
     frame[o + 7] = f.synOptions.wscale;
   }
-  put16(frame, t + TCP.CHECKSUM, finishChecksum(onesSum(frame, t, t + l4Len, pseudoSum(a.srcIp, a.dstIp, IPPROTO_TCP, l4Len))));
+  const pseudo = pseudoSum(a.srcIp, a.dstIp, IPPROTO_TCP, l4Len);
+  put16(frame, t + TCP.CHECKSUM, csumPartial ? fold16(pseudo) : finishChecksum(onesSum(frame, t, t + l4Len, pseudo)));
   return ETH.SIZE + IPV4.SIZE + l4Len;
 }
 

@@ -47,7 +47,7 @@ import {
   type FrameError,
   type TcpSegmentFields,
 } from './frames.ts';
-import type { NetDevice } from './net-device.ts';
+import { CHECKSUM_NONE, CHECKSUM_PARTIAL, CHECKSUM_UNNECESSARY, type ChecksumState, type NetDevice } from './net-device.ts';
 
 // ---------------------------------------------------------------------------
 // Test specification (iperf3 long option names)
@@ -431,6 +431,8 @@ export class IperfClient {
   private readonly streams: SendStream[] = [];
   private readonly info = new FrameInfo();
   private readonly tx: TxBuffer;
+  /** The device offers checksum offload: send frames with a blank L4 checksum (Linux CHECKSUM_PARTIAL). */
+  private readonly csumPartial: boolean;
   private readonly t0: bigint;
   private readonly mss: number;
   private readonly minRto: number;
@@ -464,7 +466,7 @@ export class IperfClient {
     this.pacingArmed = false;
     this.pump();
   };
-  private readonly rx = (frame: Uint8Array): void => this.receive(frame);
+  private readonly rx = (frame: Uint8Array, rxCsum?: ChecksumState): void => this.receive(frame, rxCsum === CHECKSUM_UNNECESSARY);
 
   private constructor(
     private readonly opts: IperfClientOptions,
@@ -485,6 +487,7 @@ export class IperfClient {
     this.stallTimeout = (opts.stallTimeoutMs ?? 10_000) * 1e6;
     this.burst = opts.burst ?? 256;
     this.tx = new TxBuffer(ETH.SIZE + opts.device.mtu);
+    this.csumPartial = opts.device.csumOffload === true;
     const blocksLimit = spec.blockcount > 0 ? spec.blockcount : Infinity;
     this.budget = new Budget(spec.bytes > 0 ? spec.bytes : Infinity, blocksLimit);
     const basePort = opts.basePort ?? 40000;
@@ -712,14 +715,14 @@ export class IperfClient {
   }
 
   private send(len: number): boolean {
-    if (!this.opts.device.send(this.tx.view(len))) return false;
+    if (!this.opts.device.send(this.tx.view(len), this.csumPartial ? CHECKSUM_PARTIAL : CHECKSUM_NONE)) return false;
     this.counters.framesSent++;
     return true;
   }
 
   private sendTcp(s: SendStream, f: TcpSegmentFields, payloadOff: number, payloadLen: number): boolean {
     if (payloadLen > 0) fillPattern(this.tx.buf, TCP_PAYLOAD_OFFSET, s.key, payloadOff, payloadLen);
-    const len = writeTcpFrame(this.tx.buf, s.flow, f, payloadLen, this.ipId);
+    const len = writeTcpFrame(this.tx.buf, s.flow, f, payloadLen, this.ipId, this.csumPartial);
     if (!this.send(len)) return false;
     this.ipId = (this.ipId + 1) & 0xffff;
     return true;
@@ -843,7 +846,7 @@ export class IperfClient {
         const pc = s.pcount + 1;
         this.writeUdpHeader(b, p, now, pc, false);
         fillPattern(b, p + IPERF_UDP_HDR.SIZE, s.key, pc * UDP_PATTERN_STRIDE, got - IPERF_UDP_HDR.SIZE);
-        if (!this.send(writeUdpFrame(b, s.flow, Math.max(got, IPERF_UDP_HDR.SIZE), this.ipId))) {
+        if (!this.send(writeUdpFrame(b, s.flow, Math.max(got, IPERF_UDP_HDR.SIZE), this.ipId, this.csumPartial))) {
           this.budget.bytes += got;
           this.budget.blocks++;
           return STEP_BLOCKED;
@@ -859,7 +862,7 @@ export class IperfClient {
     }
     // Done sending: three end markers (any one reaching the server closes the stream there).
     this.writeUdpHeader(b, p, now, s.pcount, true);
-    if (!this.send(writeUdpFrame(b, s.flow, IPERF_UDP_HDR.SIZE, this.ipId))) return STEP_BLOCKED;
+    if (!this.send(writeUdpFrame(b, s.flow, IPERF_UDP_HDR.SIZE, this.ipId, this.csumPartial))) return STEP_BLOCKED;
     this.ipId = (this.ipId + 1) & 0xffff;
     if (++s.endMarkers >= 3) this.streamDone(s);
     return STEP_SENT;
@@ -933,10 +936,11 @@ export class IperfClient {
 
   // ---- receiving ----
 
-  private receive(frame: Uint8Array): void {
+  /** validated: the device vouches for the L4 checksum (checksum offload); the payload checks still run. */
+  private receive(frame: Uint8Array, validated: boolean): void {
     this.counters.framesReceived++;
     const info = this.info;
-    const e = parseFrameInto(frame, info);
+    const e = parseFrameInto(frame, info, !validated);
     if (e !== null) {
       this.counters.rxErrors[e] = (this.counters.rxErrors[e] ?? 0) + 1;
       return;
@@ -1132,6 +1136,8 @@ export class IperfServer {
   readonly counters = newCounters();
   private readonly info = new FrameInfo();
   private readonly tx: TxBuffer;
+  /** The device offers checksum offload: send frames with a blank L4 checksum (Linux CHECKSUM_PARTIAL). */
+  private readonly csumPartial: boolean;
   private readonly conns = new Map<number, RecvStream>();
   private readonly order: RecvStream[] = [];
   private readonly localIp: number;
@@ -1155,7 +1161,7 @@ export class IperfServer {
     this.txBlocked = false;
     this.sendQueuedAcks();
   };
-  private readonly rx = (frame: Uint8Array): void => this.receive(frame);
+  private readonly rx = (frame: Uint8Array, rxCsum?: ChecksumState): void => this.receive(frame, rxCsum === CHECKSUM_UNNECESSARY);
 
   private constructor(
     private readonly opts: IperfServerOptions,
@@ -1168,6 +1174,7 @@ export class IperfServer {
     this.window = opts.window ?? 256 * 1024;
     this.seed = (opts.seed ?? 7) >>> 0;
     this.tx = new TxBuffer(ETH.SIZE + opts.device.mtu);
+    this.csumPartial = opts.device.csumOffload === true;
   }
 
   static create(opts: IperfServerOptions): Result<IperfServer, IperfSpecError> {
@@ -1234,10 +1241,11 @@ export class IperfServer {
     return this.opts.clock.now();
   }
 
-  private receive(frame: Uint8Array): void {
+  /** validated: the device vouches for the L4 checksum (checksum offload); the payload checks still run. */
+  private receive(frame: Uint8Array, validated: boolean): void {
     this.counters.framesReceived++;
     const info = this.info;
-    const e = parseFrameInto(frame, info);
+    const e = parseFrameInto(frame, info, !validated);
     if (e !== null) {
       this.counters.rxErrors[e] = (this.counters.rxErrors[e] ?? 0) + 1;
       return;
@@ -1410,8 +1418,8 @@ export class IperfServer {
     const free = Math.max(0, this.window - c.oooBytes);
     f.window = syn ? Math.min(0xffff, free) : free >>> 7; // we advertise window scale 7
     f.synOptions = syn ? { mss: this.opts.device.mtu - IPV4_TCP_HEADERS, wscale: 7 } : undefined;
-    const len = writeTcpFrame(this.tx.buf, c.flow, f, 0, this.ipId);
-    if (!this.opts.device.send(this.tx.view(len))) return false;
+    const len = writeTcpFrame(this.tx.buf, c.flow, f, 0, this.ipId, this.csumPartial);
+    if (!this.opts.device.send(this.tx.view(len), this.csumPartial ? CHECKSUM_PARTIAL : CHECKSUM_NONE)) return false;
     this.ipId = (this.ipId + 1) & 0xffff;
     this.counters.framesSent++;
     return true;

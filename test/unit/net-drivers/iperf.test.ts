@@ -113,7 +113,7 @@ describe('iperf streams between two domUs over netfront/netback (one thread)', f
     await expectClean(run.w);
   });
 
-  it('carries 64 KiB GSO segments end to end (TSO on both guests)', async () => {
+  it('carries 64 KiB GSO segments end to end (TSO on both guests, full checksums)', async () => {
     const run = await iperf({ protocol: 'tcp', bytes: 64 << 20, window: 4 << 20, length: 1 << 20 }, { gso: true });
     checkDelivered(run);
     const vifs = [...run.w.netback.vifs.values()];
@@ -121,6 +121,47 @@ describe('iperf streams between two domUs over netfront/netback (one thread)', f
     expect(vifs[1]!.counters.rxGso).to.be.greaterThan(100);
     report('TCP GSO 64 KiB', run);
     await expectClean(run.w);
+  });
+
+  it('carries 64 KiB GSO segments with checksum offload: blank checksums cross dom0 and the receiver unsummed, every byte verified', async () => {
+    const run = await iperf({ protocol: 'tcp', bytes: 32 << 20, window: 4 << 20, length: 1 << 20 }, { gso: true, csumOffload: true });
+    checkDelivered(run);
+    expect(run.r.server.streams.reduce((n, x) => n + x.bytes, 0)).to.equal(32 << 20);
+    // Nobody summed the data: the bridge completed nothing and the receiving netfront completed nothing.
+    expect(run.w.bridge.counters.checksummed, 'bridge checksummed').to.equal(0);
+    expect(run.r.server.deviceCounters['rx_csum_completed'] ?? 0, 'netfront completed').to.equal(0);
+    expect(run.r.client.deviceCounters['tx_gso'] ?? 0).to.be.greaterThan(100);
+    report('TCP GSO 64 KiB, checksum offload', run);
+    await expectClean(run.w);
+  });
+
+  it('still catches a byte corrupted in dom0 when checksum offload lets it past every checksum', async () => {
+    // Copy mode, so packet data is dom0's own memory and a tap can damage it, as a bad NIC or driver would.
+    const w = await NetWorld.create({ netback: { txMode: 'copy' } });
+    const a = await w.addGuest({ name: 'client', vif: { mac: macOf(1) }, netfront: { gso: true, csumOffload: true } });
+    const b = await w.addGuest({ name: 'server', vif: { mac: macOf(2) }, netfront: { gso: true, csumOffload: true } });
+    let damaged = 0;
+    const untap = w.bridge.tap((pkt, dir) => {
+      // One big data packet, one byte deep in its payload, on its way out to the server.
+      if (dir !== 'out' || damaged > 0 || pkt.len < 8192) return;
+      const at = pkt.len - 1000;
+      const one = new Uint8Array(1);
+      w.pool.copyOut(pkt, one, 0, at, 1);
+      one[0] = (one[0] as number) ^ 0x5a;
+      if (w.pool.writeLocal(pkt, at, one)) damaged++;
+    }, `vif${b.domid}.0`);
+    const r = await runIperf({
+      clock: w.clock, spec: { interval: 0, protocol: 'tcp', bytes: 4 << 20, window: 1 << 20, length: 1 << 20 },
+      client: { device: a.dev!, ip: '10.0.0.1' }, server: { device: b.dev!, ip: '10.0.0.2' }, closeWaitMs: 2000,
+    });
+    untap();
+    if (!r.ok) throw new Error(JSON.stringify(r.error));
+    expect(damaged, 'packets damaged').to.equal(1);
+    const st = r.value.server.streams[0]!;
+    // The frame was not dropped as a bad checksum (nobody checked one): the payload check caught it.
+    expect(r.value.server.endpoint.rxErrors['bad-l4-checksum'] ?? 0).to.equal(0);
+    expect(st.corruptBytes, 'corrupt bytes counted').to.be.greaterThan(0);
+    await expectClean(w);
   });
 
   it('holds a guest to its vif rate (credit scheduler) and still delivers every byte', async () => {
