@@ -117,7 +117,20 @@ export class Wire {
     // Release: the receiver that loads the new tail sees the frame.
     this.mem.atomicStore32(this.ch(c, WIRE_CHANNEL.tail), (tail + need) >>> 0);
     this.mem.atomicAdd32(this.ch(c, WIRE_CHANNEL.frames), 1);
+    // A receiver that is not a NIC (no doorbell: an outside host) sleeps on the tail.
+    this.mem.notify32(this.ch(c, WIRE_CHANNEL.tail));
     return true;
+  }
+
+  /**
+   * [waitFrames end timeoutMs] sleeps until a frame is waiting for end (or the
+   * timeout): how an end without a doorbell (an outside host) idles.
+   */
+  waitFrames(end: WireEnd, timeoutMs: number): void {
+    const c = this.rxChannel(end);
+    const tail = this.mem.atomicLoad32(this.ch(c, WIRE_CHANNEL.tail));
+    if (((tail - this.mem.atomicLoad32(this.ch(c, WIRE_CHANNEL.head))) >>> 0) !== 0) return;
+    this.mem.wait32(this.ch(c, WIRE_CHANNEL.tail), tail, timeoutMs);
   }
 
   /** [peek end] is the length of the next frame waiting for end, or -1. */
@@ -189,11 +202,21 @@ export const NIC_REGS = {
 
 /** A TX or RX descriptor in the driver's memory. */
 export const NIC_DESC = {
-  bus: 0, // u64 [DRV] the frame (TX) or the buffer (RX)
-  len: 8, // u32 [DRV] frame length (TX) or buffer size (RX)
+  bus: 0, // u64 [DRV] the frame or a piece of it (TX), or the buffer (RX)
+  len: 8, // u32 [DRV] bytes at bus (TX; | NIC_DESC_MORE when the frame goes on in the next descriptor), or buffer size (RX)
   result: 12, // i32 [DEV] bytes sent / received, or a negative NIC_STATUS
   SIZE: 16,
 } as const;
+
+/**
+ * TX gather: in a TX descriptor's len, "the frame continues in the next
+ * descriptor" (a NIC's end-of-packet bit, inverted, so a one-descriptor frame
+ * is a plain length). The device sends nothing of a frame before its last
+ * descriptor is posted, and writes each descriptor's own length back as its
+ * result when the frame went out (the frame's status on every one otherwise).
+ */
+export const NIC_DESC_MORE = 0x8000_0000;
+export const NIC_DESC_LEN_MASK = 0x7fff_ffff;
 
 export const NIC_STATUS = {
   /** The frame or buffer DMA faulted in the IOMMU. */
@@ -246,6 +269,8 @@ export class Nic {
   private readonly rxDesc = Buffer.alloc(NIC_DESC.SIZE);
   private readonly frame = Buffer.alloc(MAX_FRAME);
   private waitingForBuffer = false;
+  /** txTail when the posted descriptors ended inside a frame (-1: they did not): nothing to send until it moves. */
+  private txWaitTail = -1;
   private readonly c = { txFrames: 0, rxFrames: 0, txBytes: 0, rxBytes: 0, wireDrops: 0, rxNoBuffer: 0, dmaFaults: 0, sleeps: 0 };
 
   constructor(
@@ -303,6 +328,7 @@ export class Nic {
     this.configured = false;
     this.txHead = 0;
     this.rxHead = 0;
+    this.txWaitTail = -1;
     this.mmio.store(NIC_REGS.txHead, 0);
     this.mmio.store(NIC_REGS.rxHead, 0);
   }
@@ -339,35 +365,68 @@ export class Nic {
     if (r.ok && n > first) r = this.view.dmaRead(this.txBase as BusAddr, this.txDesc, first * D, (n - first) * D);
     if (!r.ok) return this.fatal(FATAL_REASON.queueReadFault) - 1;
     let sent = 0;
-    for (let i = 0; i < n; i++) {
-      const o = i * D;
-      const len = this.txDesc.readUInt32LE(o + NIC_DESC.len);
-      let result: number;
-      if (len === 0 || len > MAX_FRAME) result = NIC_STATUS.badDescriptor;
-      else if (!this.view.dmaRead(u64(this.txDesc, o + NIC_DESC.bus) as BusAddr, this.frame, 0, len).ok) {
-        result = NIC_STATUS.dmaError;
-        this.c.dmaFaults++;
-        m.add(NIC_REGS.dmaFaults);
-      } else {
-        if (!this.wire.send(this.end, this.frame, 0, len)) this.c.wireDrops++;
-        this.c.txFrames++;
-        this.c.txBytes += len;
-        m.add(NIC_REGS.txFrames);
-        sent++;
-        result = len;
+    // Descriptors [i, j] are one frame: every one but the last has NIC_DESC_MORE (gather).
+    let i = 0;
+    while (i < n) {
+      let j = i;
+      let total = 0;
+      let bad = false;
+      for (; j < n; j++) {
+        const raw = this.txDesc.readUInt32LE(j * D + NIC_DESC.len);
+        const len = raw & NIC_DESC_LEN_MASK;
+        if (len === 0) bad = true;
+        total += len;
+        if ((raw & NIC_DESC_MORE) === 0) break;
       }
-      this.txDesc.writeInt32LE(result, o + NIC_DESC.result);
+      if (j === n) {
+        // The frame's last descriptor is not posted yet: wait for it, unless the
+        // chain fills the whole ring and can never end (then it is malformed).
+        if (i > 0 || n < this.txEntries) break;
+        j = n - 1;
+        bad = true;
+      }
+      let status = 0;
+      if (bad || total > MAX_FRAME) status = NIC_STATUS.badDescriptor;
+      else {
+        for (let k = i, off = 0; k <= j; k++) {
+          const o = k * D;
+          const len = this.txDesc.readUInt32LE(o + NIC_DESC.len) & NIC_DESC_LEN_MASK;
+          if (!this.view.dmaRead(u64(this.txDesc, o + NIC_DESC.bus) as BusAddr, this.frame, off, len).ok) {
+            status = NIC_STATUS.dmaError;
+            this.c.dmaFaults++;
+            m.add(NIC_REGS.dmaFaults);
+            break;
+          }
+          off += len;
+        }
+        if (status === 0) {
+          if (!this.wire.send(this.end, this.frame, 0, total)) this.c.wireDrops++;
+          this.c.txFrames++;
+          this.c.txBytes += total;
+          m.add(NIC_REGS.txFrames);
+          sent++;
+        }
+      }
+      for (let k = i; k <= j; k++) {
+        const o = k * D;
+        this.txDesc.writeInt32LE(status === 0 ? this.txDesc.readUInt32LE(o + NIC_DESC.len) & NIC_DESC_LEN_MASK : status, o + NIC_DESC.result);
+      }
+      i = j + 1;
     }
+    const done = i;
+    this.txWaitTail = done < n ? tail : -1;
+    if (done === 0) return 0;
     // Write the descriptors back (results), then publish the head.
-    r = this.view.dmaWrite((this.txBase + idx * D) as BusAddr, this.txDesc, 0, first * D);
-    if (r.ok && n > first) r = this.view.dmaWrite(this.txBase as BusAddr, this.txDesc, first * D, (n - first) * D);
+    const back = Math.min(done, first);
+    r = this.view.dmaWrite((this.txBase + idx * D) as BusAddr, this.txDesc, 0, back * D);
+    if (r.ok && done > back) r = this.view.dmaWrite(this.txBase as BusAddr, this.txDesc, back * D, (done - back) * D);
     if (!r.ok) return this.fatal(FATAL_REASON.queueWriteFault) - 1;
     if (sent > 0) this.wakePeer();
     const old = this.txHead;
-    this.txHead = (this.txHead + n) >>> 0;
+    this.txHead = (this.txHead + done) >>> 0;
     m.store(NIC_REGS.txHead, this.txHead);
     if (needNotify(this.txHead, old, m.load(NIC_REGS.txIrqEvent))) this.irq.raise();
-    return n;
+    return done;
   }
 
   private wakePeer(): void {
@@ -439,7 +498,8 @@ export class Nic {
     if (m.load(MMIO_COMMON.enable) !== 1) return this.configured;
     if (m.load(MMIO_COMMON.status) === DEVICE_STATUS.fatal) return false;
     if (!this.configured) return true;
-    if (((m.load(NIC_REGS.txTail) - this.txHead) >>> 0) !== 0) return true;
+    const txTail = m.load(NIC_REGS.txTail);
+    if (((txTail - this.txHead) >>> 0) !== 0 && txTail !== this.txWaitTail) return true;
     return this.wire.peek(this.end) >= 0 && ((m.load(NIC_REGS.rxTail) - this.rxHead) >>> 0) !== 0;
   }
 
@@ -460,7 +520,8 @@ export class Nic {
         continue;
       }
       const seq = m.doorbell();
-      m.store(NIC_REGS.txEvent, (this.txHead + 1) >>> 0);
+      // Ask for a doorbell on the next descriptor posted (past a half-posted frame, if one waits).
+      m.store(NIC_REGS.txEvent, this.txWaitTail >= 0 ? (this.txWaitTail + 1) >>> 0 : (this.txHead + 1) >>> 0);
       // A frame waiting for a buffer: ask for a doorbell on the next buffer posted; otherwise for none.
       const rxTail = m.load(NIC_REGS.rxTail);
       m.store(NIC_REGS.rxEvent, this.waitingForBuffer ? (rxTail + 1) >>> 0 : (rxTail + 0x8000_0000) >>> 0);
