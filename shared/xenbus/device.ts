@@ -198,9 +198,13 @@ export abstract class XenbusDevice {
     }
   }
 
-  /** [idle] resolves when no pass is running or pending (tests and orderly shutdown). */
+  /**
+   * [idle] resolves when no pass is running or pending (tests and orderly
+   * shutdown). A stopped device runs no more passes, whatever was pending:
+   * it is idle once the pass in progress (if any) ends.
+   */
   idle(): Promise<void> {
-    if (!this.running && !this.dirty && this.fatalQueue.length === 0) return Promise.resolve();
+    if (!this.running && (this.stoppedFlag || (!this.dirty && this.fatalQueue.length === 0))) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 

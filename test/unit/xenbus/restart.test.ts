@@ -234,6 +234,22 @@ describe('xenbus backend restarts and fatal errors', function () {
     await again.stop();
   });
 
+  it('stops a backend that already unregistered itself with an event still pending (a restart once hung on it)', async () => {
+    const r = await rig();
+    const bl = newBackendLog();
+    const base = liveBackendHooks(bl, r.live);
+    // An event arrives while the backend is going away on its own (its directory was removed).
+    const be: XenbusBackend<FrontKeys> = new XenbusBackend<FrontKeys>(r.w.dom0, VBD, { ...base, remove: (ctx) => { be.kick(); return base.remove?.(ctx); } });
+    must(await be.start(), 'be.start');
+    await bothConnected(r, be);
+    must(await r.w.dom0.rm(BE), 'rm backend dir');
+    await until(() => be.stopped, () => describeRig(r, be));
+    const stopped = await Promise.race([be.stop().then(() => 'stopped'), new Promise<string>((res) => setTimeout(() => res('hung'), 500))]);
+    expect(stopped).to.equal('stopped');
+    expect(bl.disconnects).to.equal(1);
+    expect(bl.removes).to.equal(1);
+  });
+
   it('fatal() on a connected backend writes the error node and Closing; the frontend closes and the backend unmaps', async () => {
     const r = await rig();
     const b = await r.backend();
