@@ -21,6 +21,10 @@ import { PacketCapture } from './net/capture.ts';
 import { parseVifName } from './net/vif.ts';
 import type { NetStats } from '../cli/views/stats.ts';
 import { fileSink, type PcapPrecision } from '../shared/net/pcap.ts';
+import type { DeviceInfo } from '../hypervisor/iommu.ts';
+import { createDmaApi, type DmaConfig } from './dma/create-dma.ts';
+import { describeDmaError, type DmaCounters } from './dma/dma-api.ts';
+import { NicPort, describeNicPortError, type NicPortCounters, type NicPortOptions } from './net/nic-port.ts';
 
 /** One netback interface (vif<domid>.<devid>) as dom0 sees it. */
 export interface VifStatsRow {
@@ -51,6 +55,28 @@ export interface BridgeStats {
   readonly macs: Readonly<Record<string, string>>;
 }
 
+/** How dom0 drives a NIC as a bridge port (nicAttach). */
+export interface NicAttachOptions extends Omit<NicPortOptions, 'queueDma'> {
+  /** The bridge to plug the NIC into (default xenbr0); it must exist. */
+  readonly bridge?: string;
+  /** dom0's DMA API for the NIC's buffers (direct, p2m, xlate, iommu, swiotlb; legacy is the bug). */
+  readonly dma: DmaConfig;
+  /** Where the rings come from, when it is not `dma` (a legacy driver with right rings, wrong buffers). */
+  readonly queueDma?: DmaConfig;
+}
+
+/** One NIC port dom0 drives, as nicStats shows it. */
+export interface NicPortStats {
+  readonly name: string;
+  readonly bridge: string;
+  readonly mac: string;
+  readonly device: string;
+  readonly dma: { readonly kind: string; readonly counters: DmaCounters };
+  readonly counters: NicPortCounters;
+  /** The bridge's counters of this port. */
+  readonly port: Readonly<BridgePortCounters> | undefined;
+}
+
 export interface CaptureStartOptions {
   readonly snaplen?: number;
   /** Default 'us' (what every tool reads). */
@@ -74,6 +100,7 @@ export class Dom0Agent extends GuestAgent {
   private readonly xs: XsLocalClient;
   private readonly captures = new Map<number, { path: string; capture: PacketCapture }>();
   private nextCapture = 1;
+  private readonly nics = new Map<string, NicPort>();
   /** Capture timestamps: the wall clock at start plus the monotonic clock since (strictly ordered). */
   private readonly wall0Ns = BigInt(Date.now()) * 1_000_000n;
   private readonly mono0Ns = process.hrtime.bigint();
@@ -154,7 +181,7 @@ export class Dom0Agent extends GuestAgent {
     let bridge = net.bridges.get(target);
     let port: string | undefined;
     if (bridge === undefined) {
-      if (parseVifName(target) === undefined) return { ok: false, error: `${target}: no such bridge or vif` };
+      if (parseVifName(target) === undefined && !this.nics.has(target)) return { ok: false, error: `${target}: no such bridge, vif or NIC` };
       bridge = net.bridges.names.map((n) => net.bridges.get(n) as Bridge).find((b) => b.portNames.includes(target));
       if (bridge === undefined) return { ok: false, error: `${target} is not plugged into any bridge` };
       port = target;
@@ -181,5 +208,53 @@ export class Dom0Agent extends GuestAgent {
     this.captures.delete(id);
     await c.capture.close();
     return { ok: true, value: { path: c.path, packets: c.capture.packets, errors: c.capture.errors } };
+  }
+
+  // ---- physical NICs ----
+
+  /**
+   * [nicAttach device opts] drives the NIC the toolstack plugged in for dom0
+   * (DeviceHost.add with owner 0) through the DMA API opts.dma, and plugs it
+   * into opts.bridge as a port (brctl addif xenbr0 eth0). Returns the port's name.
+   */
+  nicAttach(device: DeviceInfo, opts: NicAttachOptions): AgentResult<string> {
+    const net = this.net;
+    if (net === undefined) return { ok: false, error: 'this domain runs no network (netback and bridges)' };
+    const bridgeName = opts.bridge ?? 'xenbr0';
+    const bridge = net.bridges.get(bridgeName);
+    if (bridge === undefined) return { ok: false, error: `no bridge named ${bridgeName}` };
+    const dma = createDmaApi(this.k, device, opts.dma);
+    if (!dma.ok) return { ok: false, error: describeDmaError(dma.error) };
+    let queueDma = dma.value;
+    if (opts.queueDma !== undefined) {
+      const q = createDmaApi(this.k, device, opts.queueDma);
+      if (!q.ok) return { ok: false, error: describeDmaError(q.error) };
+      queueDma = q.value;
+    }
+    const { bridge: _b, dma: _d, queueDma: _q, ...portOpts } = opts;
+    const name = portOpts.name ?? `eth${this.nics.size}`;
+    if (this.nics.has(name)) return { ok: false, error: `dom0 already drives a NIC named ${name}` };
+    const p = NicPort.attach(this.k, dma.value, bridge, net.pool, net.loop, { ...portOpts, name, queueDma });
+    if (!p.ok) return { ok: false, error: describeNicPortError(p.error) };
+    this.nics.set(name, p.value);
+    return { ok: true, value: name };
+  }
+
+  /** Every NIC port dom0 drives: its driver's, its DMA API's and its bridge port's counters. */
+  nicStats(): NicPortStats[] {
+    return [...this.nics.entries()].map(([name, p]) => ({
+      name, bridge: p.bridge?.name ?? '', mac: p.mac, device: p.dma.device.name,
+      dma: { kind: p.dma.kind, counters: p.dma.counters() }, counters: p.counters(),
+      port: (() => { const c = p.bridge?.portCounters(name); return c === undefined ? undefined : { ...c }; })(),
+    }));
+  }
+
+  /** [nicDetach name] takes the NIC port out of its bridge and stops driving the NIC (its buffers unmapped). */
+  nicDetach(name: string): AgentResult<void> {
+    const p = this.nics.get(name);
+    if (p === undefined) return { ok: false, error: `dom0 drives no NIC named ${name}` };
+    p.detach();
+    this.nics.delete(name);
+    return { ok: true, value: undefined };
   }
 }

@@ -21,6 +21,7 @@ import { MmioWindow } from '../dom0/dma/mmio.ts';
 import { Wire, type WireEnd, type WireMemory, type WireMode, type NicCounters } from '../dom0/devices/nic.ts';
 import type { DiskControllerCounters } from '../dom0/devices/dma-disk-controller.ts';
 import type { Machine } from './machine.ts';
+import type { OutsideHostCounters } from '../dom0/devices/nic-host.ts';
 
 interface DeviceSpecBase {
   readonly name: string;
@@ -71,6 +72,40 @@ export interface DeviceControlApi {
   stop(): void;
 }
 
+/** A host outside the machine on a NIC wire's free end (dom0/devices/nic-host.ts). */
+export interface OutsideHostSpec {
+  readonly wire: Wire;
+  readonly end: WireEnd;
+  /** Its MAC address (unicast). */
+  readonly mac: string;
+  /** Longest sleep on the wire between control-plane checks (ms, default 2). */
+  readonly idleMs?: number;
+}
+
+/** What an outside-host worker receives (workerData). */
+export interface OutsideHostWorkerData {
+  readonly sab: MachineMemory['sab'];
+  readonly pageSize: PageSize;
+  readonly wire: WireMemory;
+  readonly end: WireEnd;
+  readonly mac: string;
+  readonly idleMs?: number;
+}
+
+/** The control plane an outside-host worker serves. */
+export interface OutsideHostControlApi {
+  counters(): OutsideHostCounters;
+  /** Leaves the serving loop; the worker then exits. */
+  stop(): void;
+}
+
+export interface OutsideHostHandle {
+  readonly mac: string;
+  readonly worker: Worker;
+  readonly control: Comlink.Remote<OutsideHostControlApi>;
+  readonly exited: Promise<number>;
+}
+
 export interface DeviceHandle {
   readonly info: DeviceInfo;
   readonly kind: DeviceSpec['kind'];
@@ -86,9 +121,23 @@ const ENTRY = {
   'dma-disk': new URL('../dom0/devices/dma-disk-main.ts', import.meta.url),
   nic: new URL('../dom0/devices/nic-main.ts', import.meta.url),
 } as const;
+const OUTSIDE_HOST_ENTRY = new URL('../dom0/devices/nic-host-main.ts', import.meta.url);
+
+function workerReady(worker: Worker): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onMsg = (m: unknown) => {
+      if (typeof m === 'object' && m !== null && (m as { xensim?: string }).xensim === 'device-ready') { cleanup(); resolve(); }
+    };
+    const onErr = (e: Error) => { cleanup(); reject(e); };
+    const onExit = (code: number) => { cleanup(); reject(new Error(`device worker exited with code ${code} before it was ready`)); };
+    const cleanup = () => { worker.off('message', onMsg); worker.off('error', onErr); worker.off('exit', onExit); };
+    worker.on('message', onMsg); worker.on('error', onErr); worker.on('exit', onExit);
+  });
+}
 
 export class DeviceHost {
   private readonly devices = new Map<number, DeviceHandle>();
+  private readonly hosts = new Set<OutsideHostHandle>();
 
   constructor(private readonly machine: Machine) {
     machine.onShutdown(() => this.shutdown());
@@ -152,7 +201,42 @@ export class DeviceHost {
     }
   }
 
+  /**
+   * [addOutsideHost spec] starts a host outside the machine on the free end
+   * of a pair wire (its own worker): it answers pings and echoes frames sent
+   * to its MAC, so traffic that left through a NIC comes back.
+   */
+  async addOutsideHost(spec: OutsideHostSpec): Promise<OutsideHostHandle> {
+    if (spec.wire.mode !== 'pair') throw new Error('an outside host needs the free end of a pair wire');
+    const mem = this.machine.mem;
+    const data: OutsideHostWorkerData = {
+      sab: mem.sab, pageSize: mem.pageSize, wire: spec.wire.memory, end: spec.end, mac: spec.mac,
+      ...(spec.idleMs !== undefined ? { idleMs: spec.idleMs } : {}),
+    };
+    const worker = spawnTsWorker(OUTSIDE_HOST_ENTRY, data as unknown as Record<string, unknown>);
+    const exited = new Promise<number>((resolve) => worker.once('exit', resolve));
+    const ready = workerReady(worker);
+    // Its loop sleeps at most idleMs and then serves messages: no doorbell needed.
+    const control = Comlink.wrap<OutsideHostControlApi>(parentEndpoint(worker, () => {}));
+    await ready;
+    const h: OutsideHostHandle = { mac: spec.mac, worker, control, exited };
+    this.hosts.add(h);
+    return h;
+  }
+
+  /** Stops an outside host's worker. */
+  async removeOutsideHost(h: OutsideHostHandle): Promise<void> {
+    if (!this.hosts.delete(h)) return;
+    try {
+      await Promise.race([h.control.stop(), new Promise((r) => setTimeout(r, 1000))]);
+      await Promise.race([h.exited, new Promise((r) => setTimeout(r, 2000))]);
+    } finally {
+      await h.worker.terminate();
+    }
+  }
+
   async shutdown(): Promise<void> {
+    for (const h of [...this.hosts]) await this.removeOutsideHost(h);
     for (const h of this.list) await this.remove(h);
   }
 }

@@ -25,6 +25,11 @@ import type { DeviceDirsSpec } from './devices.ts';
 import { vdevToDevid } from '../cli/config/vdev.ts';
 import { parseMac, parseVifRate, randomXenMac, VIF_DEFAULTS, type VifRate, type VifSpec } from '../cli/config/vifspec.ts';
 import { asDomId } from '../shared/types.ts';
+import { DeviceHost, type DeviceHandle } from './device-host.ts';
+import type { Wire, WireEnd } from '../dom0/devices/nic.ts';
+import type { DmaConfig } from '../dom0/dma/create-dma.ts';
+import type { DmaKind } from '../dom0/dma/dma-api.ts';
+import type { IommuMode } from '../shared/abi/iommu.ts';
 
 export interface MachineOptions extends HypervisorOptions {
   /** Machine memory in bytes (default 256 MiB). */
@@ -110,6 +115,41 @@ export function vifAttachOf(v: VifSpec): VifAttach {
   };
 }
 
+/** A physical NIC for dom0 to drive as a port of one of its bridges (Machine.attachNic). */
+export interface NicAttach {
+  /** The port's name on the bridge, and the device's (default eth<N>). */
+  readonly name?: string;
+  /** dom0's bridge (default xenbr0). */
+  readonly bridge?: string;
+  /** dom0's DMA API for the NIC: a kind, or a configuration with its options. */
+  readonly dma: DmaKind | DmaConfig;
+  /** Where the rings come from, when not from `dma` (a legacy driver's rings). */
+  readonly queueDma?: DmaKind | DmaConfig;
+  /** The NIC's IOMMU context (default: explicit for the iommu DMA API, passthrough otherwise). */
+  readonly mode?: IommuMode;
+  readonly dmaMaskBits?: number;
+  /** The cable (default: a new pair wire, the NIC on end 0, end 1 free for a host outside). */
+  readonly wire?: Wire | 'pair' | 'loopback';
+  readonly end?: WireEnd;
+  readonly mac?: string;
+  readonly mtu?: number;
+  readonly txEntries?: number;
+  readonly rxEntries?: number;
+  readonly txQueueLen?: number;
+  /** The NIC model's loop: spin before sleeping (µs), longest sleep (ms). */
+  readonly spinUs?: number;
+  readonly idleMs?: number;
+}
+
+/** What attachNic made. */
+export interface NicAttached {
+  readonly name: string;
+  readonly bridge: string;
+  readonly device: DeviceHandle;
+  readonly wire: Wire;
+  readonly end: WireEnd;
+}
+
 /** One end of a network stream: a guest's vif and the IPv4 address it speaks as. */
 export interface StreamEnd {
   readonly domid: number;
@@ -180,6 +220,8 @@ export class Machine {
   /** Attached vifs by "<domid>/<devid>", and the directories written for them. */
   private readonly vifs = new Map<string, VifAttached>();
   private readonly vifDirs = new Map<string, DeviceDirsSpec>();
+  private deviceHost: DeviceHost | undefined;
+  private readonly nics = new Map<string, NicAttached>();
   /** Crash events seen, for tools and tests. */
   readonly crashes: { domid: number; name: string; error: string; action: OnCrash }[] = [];
 
@@ -420,6 +462,64 @@ export class Machine {
     this.vifs.delete(`${domid}/${devid}`);
     this.vifDirs.delete(`${domid}/${devid}`);
   }
+
+  /** The machine's DMA devices and outside hosts (made on first use; stopped first at shutdown). */
+  get devices(): DeviceHost {
+    this.deviceHost ??= new DeviceHost(this);
+    return this.deviceHost;
+  }
+
+  /**
+   * [attachNic spec] plugs a physical NIC into the machine for dom0 (its
+   * IOMMU context, its model in a device worker, on a wire), and has dom0
+   * drive it through the DMA API spec.dma as a port of spec.bridge — `brctl
+   * addif xenbr0 eth0` on a host whose eth0 driver uses the DMA API. Frames
+   * the bridge floods or forwards there leave on the wire; frames on the wire
+   * enter the bridge. A host outside goes on the wire's free end
+   * (devices.addOutsideHost).
+   */
+  async attachNic(spec: NicAttach): Promise<NicAttached> {
+    const d0 = this.dom0;
+    if (d0 === undefined) throw new Error('attachNic: no dom0 to drive the NIC');
+    const name = spec.name ?? `eth${this.nics.size}`;
+    if (this.nics.has(name)) throw new Error(`attachNic: dom0 already has a NIC named ${name}`);
+    const cfg = (c: DmaKind | DmaConfig): DmaConfig => (typeof c === 'string' ? ({ kind: c } as DmaConfig) : c);
+    const dma = cfg(spec.dma);
+    const wire = spec.wire === undefined || typeof spec.wire === 'string' ? DeviceHost.wire(spec.wire ?? 'pair') : spec.wire;
+    const end = spec.end ?? 0;
+    const device = await this.devices.add({
+      kind: 'nic', name, owner: 0, mode: spec.mode ?? (dma.kind === 'iommu' ? 'explicit' : 'passthrough'), wire, end,
+      ...(spec.dmaMaskBits !== undefined ? { dmaMaskBits: spec.dmaMaskBits } : {}),
+      ...(spec.spinUs !== undefined ? { spinUs: spec.spinUs } : {}), ...(spec.idleMs !== undefined ? { idleMs: spec.idleMs } : {}),
+    });
+    const bridge = spec.bridge ?? VIF_DEFAULTS.bridge;
+    const r = await d0.nicAttach(device.info, {
+      name, bridge, dma, ...(spec.queueDma !== undefined ? { queueDma: cfg(spec.queueDma) } : {}),
+      ...(spec.mac !== undefined ? { mac: spec.mac } : {}), ...(spec.mtu !== undefined ? { mtu: spec.mtu } : {}),
+      ...(spec.txEntries !== undefined ? { txEntries: spec.txEntries } : {}), ...(spec.rxEntries !== undefined ? { rxEntries: spec.rxEntries } : {}),
+      ...(spec.txQueueLen !== undefined ? { txQueueLen: spec.txQueueLen } : {}),
+    });
+    if (!r.ok) {
+      await this.devices.remove(device);
+      throw new Error(`attachNic: ${r.error}`);
+    }
+    const made: NicAttached = { name, bridge, device, wire, end };
+    this.nics.set(name, made);
+    return made;
+  }
+
+  /** [detachNic name] has dom0 take the NIC out of its bridge and let go of it, then unplugs the device. */
+  async detachNic(name: string): Promise<void> {
+    const n = this.nics.get(name);
+    if (n === undefined) return;
+    this.nics.delete(name);
+    const d0 = this.dom0;
+    if (d0 !== undefined) check(await d0.nicDetach(name), `detach NIC ${name}`);
+    await this.devices.remove(n.device);
+  }
+
+  /** The NICs dom0 drives, in attach order. */
+  get nicList(): NicAttached[] { return [...this.nics.values()]; }
 
   /**
    * [iperf opts] runs an iperf3-like stream from one guest's vif to
