@@ -7,7 +7,13 @@
  *  - FRAG_FOREIGN: a frontend's page grant-mapped (read-only) at a ballooned
  *    dom0 pfn by netback TX. It also remembers the granter and its gref, so
  *    an RX grant copy can name the grant as its source (Linux netback does the
- *    same for foreign pages: a mapped page is not dom0's own frame).
+ *    same for foreign pages: a mapped page is not dom0's own frame);
+ *  - FRAG_GRANT: a frontend's grant left where it is (netback TX 'grant'
+ *    mode): no dom0 pfn, only the granter, gref, offset and length. RX copies
+ *    it grant to grant; anyone else who wants its bytes (a capture, a
+ *    checksum or segmentation fallback, a NIC) gets them by a grant copy into
+ *    a dom0 page, and a copy that fails (the granter revoked it) marks the
+ *    packet dead.
  *
  * Packets are reference counted: whoever keeps one (a vif's RX queue, a NIC
  * port) holds a reference and releases it when done. When the last reference
@@ -21,7 +27,8 @@
  * and header chunks are recycled.
  */
 import type { DomainKernel } from '../../shared/kernel/kernel.ts';
-import type { GuestAddr, MachineAddr, Pfn } from '../../shared/types.ts';
+import type { DomId, Gref, GuestAddr, MachineAddr, Pfn } from '../../shared/types.ts';
+import { GNTST } from '../../shared/abi/grant.ts';
 import { XEN_PAGE_SIZE } from '../../shared/abi/ring.ts';
 
 /** Bytes of packet data per fragment page (the netif protocol's 4 KiB, whatever the machine page). */
@@ -37,6 +44,7 @@ export const MAX_PACKET_BYTES = 0xffff;
 
 export const FRAG_LOCAL = 0;
 export const FRAG_FOREIGN = 1;
+export const FRAG_GRANT = 2;
 
 /** Who must hear when a packet with its foreign fragments is done (netback TX). */
 export interface PacketOwner {
@@ -93,9 +101,9 @@ export class NetPacket {
     return true;
   }
 
-  /** True if any fragment is a grant mapping (not dom0's own memory). */
+  /** True if any fragment is another domain's memory (a grant, mapped or not). */
   hasForeign(): boolean {
-    for (let i = 0; i < this.nfrags; i++) if (this.fragKind[i] === FRAG_FOREIGN) return true;
+    for (let i = 0; i < this.nfrags; i++) if (this.fragKind[i] !== FRAG_LOCAL) return true;
     return false;
   }
 }
@@ -266,9 +274,36 @@ export class PacketPool {
       }
       const skip = from > pos ? from - pos : 0;
       const n = Math.min(fl - skip, len - done);
-      this.k.mem.copyOut(this.gpa(p.fragPfn[i] as number, (p.fragOff[i] as number) + skip), into, intoOff + done, n);
+      if (p.fragKind[i] === FRAG_GRANT) this.copyOutGrant(p, i, skip, into, intoOff + done, n);
+      else this.k.mem.copyOut(this.gpa(p.fragPfn[i] as number, (p.fragOff[i] as number) + skip), into, intoOff + done, n);
       done += n;
       pos += fl;
+    }
+  }
+
+  /**
+   * Bytes of an unmapped grant fragment, by a grant copy through a dom0 page
+   * taken for the call; a copy Xen refuses (the granter revoked or never made
+   * the grant) leaves zeros and marks the packet dead.
+   */
+  private copyOutGrant(p: NetPacket, i: number, skip: number, into: Uint8Array, intoOff: number, n: number): void {
+    const pg = this.allocPage();
+    const ok = pg >= 0 && this.grantCopy(p.fragGref[i] as number, p.fragDom[i] as number, (p.fragOff[i] as number) + skip, pg, n);
+    if (ok) this.k.mem.copyOut(this.gpa(pg, 0), into, intoOff, n);
+    else {
+      into.fill(0, intoOff, intoOff + n);
+      p.dead = true;
+    }
+    if (pg >= 0) this.freePage(pg);
+  }
+
+  /** One GNTTABOP_copy from a grant into our page pg at offset 0; false if Xen refused it. */
+  private grantCopy(gref: number, dom: number, off: number, pg: number, len: number): boolean {
+    try {
+      const [st] = this.k.gnttab.copy([{ source: { gref: gref as Gref, domid: dom as DomId, offset: off }, dest: { frame: pg, offset: 0 }, len }]);
+      return st === GNTST.okay;
+    } catch {
+      return false; // the hypercall itself failed: treat as a refused copy
     }
   }
 
@@ -298,7 +333,8 @@ export class PacketPool {
 
   /**
    * [orphan p] replaces p's foreign fragments by local copies (one memcpy per
-   * fragment, through dom0's MMU) and releases the owner. When the pool has no
+   * mapped fragment, through dom0's MMU; one grant copy per unmapped one) and
+   * releases the owner. When the pool has no
    * pages, the packet is marked dead (its data is lost) and the owner is still
    * released: a guest's grants are never held hostage by dom0's memory.
    */
@@ -306,7 +342,8 @@ export class PacketPool {
     const m = this.k.mem;
     let ok = true;
     for (let i = 0; i < p.nfrags; i++) {
-      if (p.fragKind[i] !== FRAG_FOREIGN) continue;
+      const kind = p.fragKind[i];
+      if (kind === FRAG_LOCAL) continue;
       const pg = this.allocPage();
       if (pg < 0) {
         ok = false;
@@ -314,9 +351,16 @@ export class PacketPool {
       }
       this.ownPage(p, pg);
       const len = p.fragLen[i] as number;
-      const src = (m.translatePfn(p.fragPfn[i] as Pfn, false) + (p.fragOff[i] as number)) as MachineAddr;
-      const dst = m.translatePfn(pg as Pfn, true);
-      this.k.machine.copy(dst, src, len);
+      if (kind === FRAG_GRANT) {
+        if (!this.grantCopy(p.fragGref[i] as number, p.fragDom[i] as number, p.fragOff[i] as number, pg, len)) {
+          ok = false;
+          break;
+        }
+      } else {
+        const src = (m.translatePfn(p.fragPfn[i] as Pfn, false) + (p.fragOff[i] as number)) as MachineAddr;
+        const dst = m.translatePfn(pg as Pfn, true);
+        this.k.machine.copy(dst, src, len);
+      }
       p.fragKind[i] = FRAG_LOCAL;
       p.fragPfn[i] = pg;
       p.fragOff[i] = 0;

@@ -13,7 +13,13 @@ import type { NetLoop, NetTimers, NetWork } from '../net/loop.ts';
 /** Linux MAX_PENDING_REQS: TX slots a queue may hold in flight. */
 export const MAX_PENDING_REQS = 256;
 
-export type TxMode = 'map' | 'copy';
+/**
+ * How netback TX takes a packet's bytes past the 128-byte header it copies:
+ * 'map' grant-maps them (Linux), 'copy' grant-copies them into dom0 pages,
+ * 'grant' leaves them in the frontend's grants until RX copies them grant to
+ * grant into the receivers' buffers (no map, no unmap, no second copy).
+ */
+export type TxMode = 'map' | 'copy' | 'grant';
 
 /** What the frontend negotiated (read from its XenStore keys). */
 export interface FrontendFeatures {

@@ -21,7 +21,7 @@ import { netifExtraInfoCodec, type NetifRxRequest, type NetifRxResponse } from '
 import { idxAdd } from '../../shared/ring/u32.ts';
 import { COPY_BATCH_SIZE, GrantCopyBatch } from './grant-batch.ts';
 import type { QueueContext, QueueIo } from './common.ts';
-import { FRAG_FOREIGN, NET_PAGE, type NetPacket } from '../net/packet.ts';
+import { FRAG_LOCAL, NET_PAGE, type NetPacket } from '../net/packet.ts';
 
 /** An RX response to write after the batch's copies: a data slot or a GSO extra slot. */
 interface RxSlot {
@@ -191,7 +191,8 @@ export class NetbackRx {
       while (dst < n) {
         const fl = pkt.fragLen[frag] as number;
         const take = Math.min(fl - fragPos, n - dst);
-        if (pkt.fragKind[frag] === FRAG_FOREIGN) {
+        if (pkt.fragKind[frag] !== FRAG_LOCAL) {
+          // Mapped or not, another guest's page: Xen copies grant to grant.
           this.copies.grefToGref(pkt.fragGref[frag] as number, pkt.fragDom[frag] as number, (pkt.fragOff[frag] as number) + fragPos, gref, dom, dst, take);
         } else {
           this.copies.toGref(pkt.fragPfn[frag] as number, (pkt.fragOff[frag] as number) + fragPos, gref, dom, dst, take);

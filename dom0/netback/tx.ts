@@ -8,12 +8,17 @@
  *  - the first TX_COPY_LEN (128) bytes are grant-copied into a dom0 header
  *    chunk (gathered across slots if the header is split, XSA-423) and the
  *    rest of each slot is grant-MAPPED read-only — or, in 'copy' mode, the
- *    whole packet is grant-copied into dom0 pages. A batch's copies go in one
- *    hypercall (≤ 64 ops), its maps in one more;
- *  - mapped packets are answered (NETIF_RSP_OKAY) when the last holder
- *    releases them (after every RX copy from them, the net loop's 'done'
- *    phase), after one batched unmap; copied ones and those wholly in the
- *    header at once. Failed copies/maps answer NETIF_RSP_ERROR and undo what
+ *    whole packet is grant-copied into dom0 pages, or, in 'grant' mode, the
+ *    rest stays in the frontend's grants (FRAG_GRANT fragments: RX copies
+ *    them grant to grant, so a guest-to-guest packet costs no map, no unmap
+ *    and one data copy). A batch's copies go in one hypercall (≤ 64 ops),
+ *    its maps in one more;
+ *  - mapped and granted packets are answered (NETIF_RSP_OKAY) when the last
+ *    holder releases them (after every RX copy from them, the net loop's
+ *    'done' phase), mapped ones after one batched unmap; copied ones and
+ *    those wholly in the header at once. In 'grant' mode a slot's gref is
+ *    only checked when its bytes are copied: a bad one fails the receiver's
+ *    copy (NETIF_RSP_ERROR there), not the sender's request. Failed copies/maps answer NETIF_RSP_ERROR and undo what
  *    succeeded (XSA-361);
  *  - after each batch the receivers' queues are drained (net loop 'rx'), so
  *    a burst is delivered as it goes instead of piling up.
@@ -28,7 +33,7 @@ import { COPY_BATCH_SIZE, GrantCopyBatch, GrantMapBatch } from './grant-batch.ts
 import type { CreditLimiter } from './credit.ts';
 import { MAX_TX_SLOTS, TxPacketDesc, parseTxPacket, peekTxSize } from './tx-request.ts';
 import { MAX_PENDING_REQS, type QueueContext, type QueueIo } from './common.ts';
-import { FRAG_FOREIGN, FRAG_LOCAL, NET_PAGE, TX_COPY_LEN, type NetPacket, type PacketOwner } from '../net/packet.ts';
+import { FRAG_FOREIGN, FRAG_GRANT, FRAG_LOCAL, NET_PAGE, TX_COPY_LEN, type NetPacket, type PacketOwner } from '../net/packet.ts';
 
 /** Packets per TX batch (Linux's NAPI budget). */
 const TX_BATCH_PACKETS = 64;
@@ -263,6 +268,7 @@ export class NetbackTx implements PacketOwner {
       }
     } else {
       // Header: the first min(128, total) bytes, from as many slots as they span.
+      const grant = this.ctx.txMode === 'grant';
       const hdr = Math.min(TX_COPY_LEN, d.total);
       rec.chunk = pool.allocChunk();
       if (rec.chunk < 0) return this.failBuild(rec);
@@ -276,7 +282,14 @@ export class NetbackTx implements PacketOwner {
         if (take > 0) this.copies.fromGref(d.grefs[s] as number, dom, d.offsets[s] as number, cpfn, coff + hdr - need, take);
         need -= take;
         const rest = size - take;
-        if (rest > 0) {
+        if (rest > 0 && grant) {
+          const m = rec.nMaps++;
+          rec.mapPfn[m] = -1;
+          rec.mapOk[m] = 0;
+          rec.fragOff[m] = (d.offsets[s] as number) + take;
+          rec.fragLen[m] = rest;
+          rec.fragGref[m] = d.grefs[s] as number;
+        } else if (rest > 0) {
           const mp = this.takeMapPfn();
           if (mp < 0) return this.failBuild(rec);
           const m = rec.nMaps++;
@@ -301,8 +314,10 @@ export class NetbackTx implements PacketOwner {
     for (let i = 0; i < rec.nPages; i++) pool.freePage(rec.pages[i] as number);
     if (rec.chunk >= 0) pool.freeChunk(rec.chunk);
     rec.chunk = -1;
-    for (let i = 0; i < rec.nMaps; i++) this.freeMapPfns.push(rec.mapPfn[i] as number);
-    this.mapPfnsInUse -= rec.nMaps;
+    if (this.ctx.txMode !== 'grant') {
+      for (let i = 0; i < rec.nMaps; i++) this.freeMapPfns.push(rec.mapPfn[i] as number);
+      this.mapPfnsInUse -= rec.nMaps;
+    }
     rec.nMaps = 0;
     this.nMapReq = rec.mapFirst;
     this.copies.count = rec.opFirst;
@@ -324,11 +339,13 @@ export class NetbackTx implements PacketOwner {
     const nm = this.nMapReq;
     this.nMapReq = 0;
     if (nm > 0) this.mapBatch(nm);
+    const grant = this.ctx.txMode === 'grant';
+    const kind = grant ? FRAG_GRANT : FRAG_FOREIGN;
     const recs = this.batchRecs.splice(0);
     for (const rec of recs) {
       let good = true;
       for (let i = 0; i < rec.opCount; i++) if (this.copies.status[rec.opFirst + i] !== GNTST.okay) good = false;
-      for (let m = 0; m < rec.nMaps; m++) {
+      for (let m = 0; m < rec.nMaps && !grant; m++) {
         if (this.maps.status[rec.mapFirst + m] === GNTST.okay) {
           rec.mapOk[m] = 1;
           rec.mapHandle[m] = this.maps.handle[rec.mapFirst + m] as number;
@@ -339,7 +356,7 @@ export class NetbackTx implements PacketOwner {
         // XSA-361: undo what succeeded for this packet, answer it with errors.
         for (let m = 0; m < rec.nMaps; m++) {
           if (rec.mapOk[m] === 1) this.queueUnmap(rec.mapHandle[m] as number, rec.mapPfn[m] as number);
-          else {
+          else if (!grant) {
             this.freeMapPfns.push(rec.mapPfn[m] as number);
             this.mapPfnsInUse--;
           }
@@ -368,7 +385,7 @@ export class NetbackTx implements PacketOwner {
         pool.ownChunk(pkt, rec.chunk);
         pkt.addFrag(FRAG_LOCAL, pool.chunkPfn(rec.chunk), pool.chunkOff(rec.chunk), rec.hdrLen);
         for (let m = 0; m < rec.nMaps; m++) {
-          pkt.addFrag(FRAG_FOREIGN, rec.mapPfn[m] as number, rec.fragOff[m] as number, rec.fragLen[m] as number, rec.fragGref[m] as number, this.ctx.frontDom);
+          pkt.addFrag(kind, rec.mapPfn[m] as number, rec.fragOff[m] as number, rec.fragLen[m] as number, rec.fragGref[m] as number, this.ctx.frontDom);
         }
         rec.chunk = -1; // the packet owns it now
         if (rec.nMaps === 0) {

@@ -48,7 +48,7 @@ export interface NetbackOptions {
   /** The bridge a vif plugs into, by the backend's `bridge` key. */
   readonly bridges: (name: string) => Bridge | undefined;
   readonly timers?: NetTimers;
-  /** 'map' (Linux: copy the header, map the rest; default) or 'copy' (grant-copy everything). */
+  /** 'map' (Linux: copy the header, map the rest; default), 'copy' (grant-copy everything) or 'grant' (copy the header, leave the rest in the guest's grants; common.ts TxMode). */
   readonly txMode?: TxMode;
   /** multi-queue-max-queues (default 4, Linux caps its 8 at the CPU count). */
   readonly maxQueues?: number;

@@ -31,8 +31,8 @@ const EVIL = macOf(9);
 const TO_G3 = { srcMac: EVIL, dstMac: macOf(3), srcIp: '10.0.0.9', dstIp: '10.0.0.3' };
 
 /** Two good guests streaming 4 MiB of TCP, a sink guest, and a hostile one. */
-async function scene(): Promise<Scene> {
-  const w = await NetWorld.create();
+async function scene(txMode: 'map' | 'grant' = 'map'): Promise<Scene> {
+  const w = await NetWorld.create({ netback: { txMode } });
   const g1 = await w.addGuest({ name: 'client', vif: { mac: macOf(1) } });
   const g2 = await w.addGuest({ name: 'server', vif: { mac: macOf(2) } });
   const g3 = await w.addGuest({ name: 'sink', vif: { mac: macOf(3) } });
@@ -162,6 +162,30 @@ describe('netback against hostile frontends, with a good stream alongside', func
     expect(vif.disabled).to.equal(false);
     expect(vif.counters.txErrors).to.equal(3);
     await goodPacket(s, 5);
+    await finish(s);
+  });
+
+  it('in grant mode, a bad grant ref past the header fails only the receiver\'s copy: the sink drops that packet and everyone keeps serving', async () => {
+    const s = await scene('grant');
+    const vif = s.w.netback.vifs.get(s.h.vifName)!;
+    const frame = udpFrame(flow(TO_G3), 11, 300);
+    const p = s.h.writeData(0, 0, frame);
+    const rxErrors = (): number => (s.g3.dev as Netfront).counters().rx_errors ?? 0;
+    const errorsBefore = rxErrors();
+    // 200 bytes from a good grant (128 copied as the header, 72 left in the grant), 100 from one never made.
+    s.h.put({ gref: p.gref, offset: 0, flags: NETTXF_more_data, id: 5, size: frame.length });
+    s.h.put({ gref: 4000, offset: 0, flags: 0, id: 6, size: 100 });
+    s.h.push();
+    const seen: { id: number; status: number }[] = [];
+    await s.w.until(() => { seen.push(...s.h.responses()); return seen.length >= 2; }, () => `responses (${seen.length})`);
+    // Netback never looked at slot 2's grant: the sender's request is answered OKAY ...
+    expect(seen.map((r) => r.status)).to.deep.equal([NETIF_RSP_OKAY, NETIF_RSP_OKAY]);
+    // ... and the receiver's copy from it failed: its netfront saw an error and dropped the packet.
+    await s.w.until(() => rxErrors() > errorsBefore, () => 'the sink to see the failed copy');
+    expect(s.sink.frames.some((f) => Buffer.from(f).equals(Buffer.from(frame)))).to.equal(false);
+    expect(vif.disabled).to.equal(false);
+    expect(vif.counters.grantMaps).to.equal(0);
+    await goodPacket(s, 12);
     await finish(s);
   });
 
