@@ -13,9 +13,10 @@
  *    64 KiB segments, netfront sends each as one GSO packet (extra-info
  *    slot, 16 TX slots), and the receiving netfront, offering GSO too, gets
  *    it whole in posted buffers.
- * netback maps the guest's TX pages (Linux: copy the header, map the rest;
- * DriverOptions.netback.netback.txMode 'map'), and grant-copies into the
- * receiver's buffers.
+ * netback copies each TX packet's 128-byte header and leaves the rest in the
+ * sender's grants (DriverOptions.netback.netback.txMode 'grant'; NET_TX_MODE
+ * picks 'map', Linux's way, or 'copy' instead), then grant-copies grant to
+ * grant into the receiver's buffers: one data copy in dom0, no map or unmap.
  *
  * Figures (medians of the runs; the memcpy baseline measured right before
  * each stream, ratios paired run by run):
@@ -44,6 +45,10 @@ import { availableParallelism, loadavg } from 'node:os';
 import { Machine, type NetStreamResult } from '../toolstack/machine.ts';
 import { rawMemcpyBps } from './baselines/raw.ts';
 import { figure, median, type Benchmark, type Figure } from './harness.ts';
+import type { TxMode } from '../dom0/netback/common.ts';
+
+/** netback's TX mode for the run (env NET_TX_MODE: grant, map or copy). */
+const TX_MODE: TxMode = ((m) => (m === 'map' || m === 'copy' ? m : 'grant'))(process.env['NET_TX_MODE']);
 
 interface Pair {
   readonly label: string;
@@ -74,7 +79,8 @@ const num = (o: unknown, path: string): number => {
 
 async function boot(): Promise<{ m: Machine; pairs: Pair[] }> {
   const m = await Machine.boot({ memBytes: 512 << 20 });
-  await m.createDomain({ name: 'Domain-0', domid: 0, memoryKiB: 96 * 1024, model: 'p2m', privileged: true, foreignPages: 16384, maxMaptrack: 65536 });
+  await m.createDomain({ name: 'Domain-0', domid: 0, memoryKiB: 96 * 1024, model: 'p2m', privileged: true, foreignPages: 16384, maxMaptrack: 65536,
+    drivers: { netback: { netback: { txMode: TX_MODE } } } });
   const pairs: Pair[] = [];
   let mac = 1;
   for (const [label, gso, length, chunk] of [['1500-byte frames', false, 128 * 1024, 1500], ['64 KiB GSO sends', true, 64 * 1024, 64 * 1024]] as const) {
