@@ -102,6 +102,32 @@ describe('the NIC as a port of xenbr0, across real workers', function () {
     });
   }
 
+  it('floods a frame for an unknown MAC out of the NIC; on a loopback wire it comes back, and the bridge learns the sender behind the NIC', async () => {
+    const nic = await m.attachNic({ dma: 'iommu', wire: 'loopback' });
+    try {
+      const d0 = m.dom0!;
+      const b0 = (await d0.bridgeStats()).find((b) => b.name === 'xenbr0')!.counters;
+      const f = echoRequest({ srcMac: MAC_A, dstMac: '02:00:00:99:99:99', srcIp: '10.0.0.1', dstIp: '10.0.0.99' }, 1, 1, 200);
+      // Flooded out of eth0 (the only other port), back in from the wire, flooded to the guest's vif.
+      const got = unwrap(await agent().exchange(0, [f], 1));
+      expect(got.length).to.equal(1);
+      expect(Buffer.from(got[0]!).equals(Buffer.from(f))).to.equal(true);
+      const br = (await d0.bridgeStats()).find((b) => b.name === 'xenbr0')!;
+      expect(br.macs[MAC_A], 'a looped cable: the sender now seems to sit behind the NIC').to.equal(nic.name);
+      expect(br.counters.moved - b0.moved).to.equal(1);
+      expect(br.counters.unknownUnicast - b0.unknownUnicast).to.equal(2);
+      const port = br.ports.find((p) => p.name === nic.name)!.counters;
+      expect([port.txPackets, port.rxPackets]).to.deep.equal([1, 1]);
+      expect(((await nic.device.control.counters()) as NicCounters).rxFrames).to.equal(1);
+    } finally {
+      await m.detachNic(nic.name);
+    }
+    // The NIC gone, its learned entries went with it.
+    const br = (await m.dom0!.bridgeStats()).find((b) => b.name === 'xenbr0')!;
+    expect(br.ports.map((p) => p.name)).to.deep.equal([`vif${guest}.0`]);
+    expect(br.macs[MAC_A]).to.equal(undefined);
+  });
+
   it('catches a legacy driver (no DMA API) in a PV dom0: what leaves is not the guest\'s frame, and the audit names the frames it read', async () => {
     // Rings set up properly (p2m); only the frame buffers bypass the DMA API (bus = pfn).
     await withNic({ dma: 'legacy', queueDma: 'p2m', mode: 'passthrough' }, async (nic, host) => {

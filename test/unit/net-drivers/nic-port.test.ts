@@ -9,7 +9,9 @@ import { expect } from 'chai';
 import { NetWorld, macOf, type NetGuest } from '../../helpers/net-world.ts';
 import { Sink } from '../../helpers/net-frames.ts';
 import { checkEchoReply, echoRequest, echoSeq } from '../../helpers/nic-frames.ts';
-import { Nic, Wire, type WireMode } from '../../../dom0/devices/nic.ts';
+import { NIC_DESC, NIC_DESC_MORE, NIC_REGS, NIC_STATUS, Nic, Wire, type WireMode } from '../../../dom0/devices/nic.ts';
+import { DEVICE_STATUS, MMIO_COMMON, MmioWindow } from '../../../dom0/dma/mmio.ts';
+import { dmaWorld, pattern } from '../dma/helpers.ts';
 import { OutsideHost } from '../../../dom0/devices/nic-host.ts';
 import { NicPort, describeNicPortError } from '../../../dom0/net/nic-port.ts';
 import { createDmaApi, type DmaConfig } from '../../../dom0/dma/create-dma.ts';
@@ -32,6 +34,7 @@ interface Rig {
   port: NicPort;
   dma: DmaApi;
   host: OutsideHost | undefined;
+  wire: Wire;
   stop(): void;
 }
 
@@ -63,7 +66,7 @@ async function rig(model: MemoryModel, mode: IommuMode, cfg: DmaConfig, wireMode
     setImmediate(tick);
   };
   setImmediate(tick);
-  return { w, a, b, nic, view: new IommuView(layout, dev.value.blockAddr), port: port.value, dma: dma.value, host, stop: () => { running = false; } };
+  return { w, a, b, nic, view: new IommuView(layout, dev.value.blockAddr), port: port.value, dma: dma.value, host, wire, stop: () => { running = false; } };
 }
 
 async function ping(r: Rig, g: NetGuest, n: number, payload: (i: number) => number): Promise<{ sent: Uint8Array[]; got: Uint8Array[] }> {
@@ -156,6 +159,23 @@ describe('the NIC as a port of xenbr0 (one thread)', function () {
     }
   });
 
+  it('counts a frame from the wire too big for a receive buffer, and keeps the ring posted and serving', async () => {
+    const r = await rig('vp', 'explicit', { kind: 'iommu' }, 'pair');
+    try {
+      const big = new Uint8Array(6000).fill(0xff);
+      expect(r.wire.send(1, big, 0, big.length)).to.equal(true);
+      await r.w.until(() => r.port.counters().rxErrors === 1, () => 'the oversized frame to be refused');
+      const { got } = await ping(r, r.a, 40, () => 1400);
+      expect(got.length).to.equal(40);
+      expect(r.port.counters()).to.include({ rxErrors: 1, rxFrames: 40, rxPostErrors: 0 });
+      expect(r.w.bridge.portCounters('eth0')!.rxPackets).to.equal(40);
+      const dc = r.dma.counters();
+      expect(dc.maps - dc.unmaps, 'every RX slot posted again').to.equal(32);
+    } finally {
+      r.stop();
+    }
+  });
+
   it('gives every page and mapping back when it leaves the bridge', async () => {
     const r = await rig('p2m', 'passthrough', { kind: 'swiotlb', poolPages: 64, segmentPages: 16 }, 'pair');
     try {
@@ -176,5 +196,121 @@ describe('the NIC as a port of xenbr0 (one thread)', function () {
     } finally {
       r.stop();
     }
+  });
+});
+
+/**
+ * The NIC model's TX gather, which the port relies on: descriptors written by
+ * hand in coherent memory of a P==M dom0, the NIC on a loopback wire.
+ */
+describe('NIC TX gather (NIC_DESC_MORE), one thread', () => {
+  const TX = 4;
+  const RX = 4;
+  const DATA = 2 * NIC_DESC.SIZE * (TX + RX);
+  function gatherRig() {
+    const w = dmaWorld('pm');
+    const { info, view } = w.addDevice('passthrough');
+    const wire = Wire.create('loopback');
+    const nic = new Nic(w.layout, info.blockAddr, wire, 0, { spinUs: 0 });
+    const dma = createDmaApi(w.dom0, info, { kind: 'direct' });
+    if (!dma.ok) throw new Error(describeDmaError(dma.error));
+    // Rings first, then 8 KiB of frame data, then RX buffers of 2 KiB each.
+    const mem = dma.value.allocCoherent(DATA + 8192 + RX * 2048);
+    if (!mem.ok) throw new Error(describeDmaError(mem.error));
+    const c = mem.value;
+    const m = new MmioWindow(w.dom0.machine, info.blockAddr);
+    const desc = Buffer.alloc(NIC_DESC.SIZE);
+    const put = (ringOff: number, bus: number, len: number) => {
+      desc.writeUInt32LE(bus >>> 0, NIC_DESC.bus);
+      desc.writeUInt32LE(0, NIC_DESC.bus + 4);
+      desc.writeUInt32LE(len >>> 0, NIC_DESC.len);
+      desc.writeInt32LE(0, NIC_DESC.result);
+      c.region.copyIn(ringOff, desc);
+    };
+    const result = (ringOff: number) => {
+      c.region.copyOut(ringOff, desc);
+      return desc.readInt32LE(NIC_DESC.result);
+    };
+    m.store64(NIC_REGS.txBase, c.bus);
+    m.store64(NIC_REGS.rxBase, c.bus + TX * NIC_DESC.SIZE);
+    m.store(NIC_REGS.txEntries, TX);
+    m.store(NIC_REGS.rxEntries, RX);
+    for (let i = 0; i < RX; i++) put((TX + i) * NIC_DESC.SIZE, c.bus + DATA + 8192 + i * 2048, 2048);
+    m.store(NIC_REGS.rxTail, RX);
+    m.store(MMIO_COMMON.enable, 1);
+    const data = (off: number, bytes: Uint8Array) => c.region.copyIn(DATA + off, bytes);
+    const rxFrame = (i: number, len: number) => {
+      const b = new Uint8Array(len);
+      c.region.copyOut(DATA + 8192 + i * 2048, b);
+      return b;
+    };
+    return { nic, m, view, c, put, result, data, rxFrame, tx: (i: number) => (i % TX) * NIC_DESC.SIZE, bus: (off: number) => c.bus + DATA + off };
+  }
+
+  it('sends one frame gathered from three descriptors, and only once its last descriptor is posted', () => {
+    const r = gatherRig();
+    const f = pattern(1000, 3);
+    r.data(0, f.subarray(0, 100));
+    r.data(4000, f.subarray(100, 700));
+    r.data(6000, f.subarray(700));
+    r.put(r.tx(0), r.bus(0), 100 | NIC_DESC_MORE);
+    r.put(r.tx(1), r.bus(4000), 600 | NIC_DESC_MORE);
+    r.m.store(NIC_REGS.txTail, 2);
+    r.nic.processOnce();
+    expect(r.m.load(NIC_REGS.txHead), 'half a frame is not sent').to.equal(0);
+    expect(r.nic.counters().txFrames).to.equal(0);
+    r.put(r.tx(2), r.bus(6000), 300);
+    r.m.store(NIC_REGS.txTail, 3);
+    r.nic.processOnce();
+    r.nic.processOnce();
+    expect(r.m.load(NIC_REGS.txHead)).to.equal(3);
+    expect([r.result(r.tx(0)), r.result(r.tx(1)), r.result(r.tx(2))]).to.deep.equal([100, 600, 300]);
+    expect(r.nic.counters()).to.include({ txFrames: 1, txBytes: 1000, rxFrames: 1 });
+    expect(r.rxFrame(0, 1000)).to.deep.equal(f);
+  });
+
+  it('gathers across the ring wrap, and fails every descriptor of a frame whose piece the IOMMU refuses', () => {
+    const r = gatherRig();
+    const f = pattern(300, 4);
+    // Three one-descriptor frames first, so the next chain wraps (slots 3, 0).
+    for (let i = 0; i < 3; i++) {
+      r.data(i * 100, f.subarray(0, 60));
+      r.put(r.tx(i), r.bus(i * 100), 60);
+    }
+    r.m.store(NIC_REGS.txTail, 3);
+    r.nic.processOnce();
+    r.data(1000, f.subarray(0, 200));
+    r.data(2000, f.subarray(200));
+    r.put(r.tx(3), r.bus(1000), 200 | NIC_DESC_MORE);
+    r.put(r.tx(4), r.bus(2000), 100);
+    r.m.store(NIC_REGS.txTail, 5);
+    r.nic.processOnce();
+    expect(r.m.load(NIC_REGS.txHead)).to.equal(5);
+    expect(r.nic.counters()).to.include({ txFrames: 4 });
+    expect(r.rxFrame(3, 300)).to.deep.equal(f);
+    // A chain whose second piece lies beyond memory: no frame leaves, both descriptors say why.
+    r.put(r.tx(5), r.bus(1000), 200 | NIC_DESC_MORE);
+    r.put(r.tx(6), 0xffff_f000, 100);
+    r.m.store(NIC_REGS.txTail, 7);
+    r.nic.processOnce();
+    expect(r.m.load(NIC_REGS.txHead)).to.equal(7);
+    expect([r.result(r.tx(5)), r.result(r.tx(6))]).to.deep.equal([NIC_STATUS.dmaError, NIC_STATUS.dmaError]);
+    expect(r.nic.counters()).to.include({ txFrames: 4, dmaFaults: 1 });
+  });
+
+  it('refuses a chain that fills the whole ring without ending, and one longer than a jumbo frame', () => {
+    const r = gatherRig();
+    for (let i = 0; i < TX; i++) r.put(r.tx(i), r.bus(i * 64), 64 | NIC_DESC_MORE);
+    r.m.store(NIC_REGS.txTail, TX);
+    r.nic.processOnce();
+    expect(r.m.load(NIC_REGS.txHead)).to.equal(TX);
+    for (let i = 0; i < TX; i++) expect(r.result(r.tx(i))).to.equal(NIC_STATUS.badDescriptor);
+    r.put(r.tx(TX), r.bus(0), 6000 | NIC_DESC_MORE);
+    r.put(r.tx(TX + 1), r.bus(0), 6000);
+    r.m.store(NIC_REGS.txTail, TX + 2);
+    r.nic.processOnce();
+    expect([r.result(r.tx(TX)), r.result(r.tx(TX + 1))]).to.deep.equal([NIC_STATUS.badDescriptor, NIC_STATUS.badDescriptor]);
+    expect(r.nic.counters().txFrames).to.equal(0);
+    expect(r.nic.counters().status).to.equal(DEVICE_STATUS.running);
   });
 });
