@@ -29,6 +29,7 @@
 import type { DomainKernel } from '../../shared/kernel/kernel.ts';
 import type { DomId, Gref, GuestAddr, MachineAddr, Pfn } from '../../shared/types.ts';
 import { GNTST } from '../../shared/abi/grant.ts';
+import type { CopyRequest } from '../../shared/kernel/gnttab.ts';
 import { XEN_PAGE_SIZE } from '../../shared/abi/ring.ts';
 
 /** Bytes of packet data per fragment page (the netif protocol's 4 KiB, whatever the machine page). */
@@ -299,9 +300,13 @@ export class PacketPool {
 
   /** One GNTTABOP_copy from a grant into our page pg at offset 0; false if Xen refused it. */
   private grantCopy(gref: number, dom: number, off: number, pg: number, len: number): boolean {
+    return this.grantCopies([{ source: { gref: gref as Gref, domid: dom as DomId, offset: off }, dest: { frame: pg, offset: 0 }, len }]);
+  }
+
+  /** GNTTABOP_copy of a batch; false unless Xen did every op. */
+  private grantCopies(reqs: readonly CopyRequest[]): boolean {
     try {
-      const [st] = this.k.gnttab.copy([{ source: { gref: gref as Gref, domid: dom as DomId, offset: off }, dest: { frame: pg, offset: 0 }, len }]);
-      return st === GNTST.okay;
+      return this.k.gnttab.copy(reqs).every((st) => st === GNTST.okay);
     } catch {
       return false; // the hypercall itself failed: treat as a refused copy
     }
@@ -341,6 +346,7 @@ export class PacketPool {
   orphan(p: NetPacket): boolean {
     const m = this.k.mem;
     let ok = true;
+    const copies: CopyRequest[] = [];
     for (let i = 0; i < p.nfrags; i++) {
       const kind = p.fragKind[i];
       if (kind === FRAG_LOCAL) continue;
@@ -352,10 +358,8 @@ export class PacketPool {
       this.ownPage(p, pg);
       const len = p.fragLen[i] as number;
       if (kind === FRAG_GRANT) {
-        if (!this.grantCopy(p.fragGref[i] as number, p.fragDom[i] as number, p.fragOff[i] as number, pg, len)) {
-          ok = false;
-          break;
-        }
+        // Gathered, and copied in one hypercall below.
+        copies.push({ source: { gref: p.fragGref[i] as Gref, domid: p.fragDom[i] as DomId, offset: p.fragOff[i] as number }, dest: { frame: pg, offset: 0 }, len });
       } else {
         const src = (m.translatePfn(p.fragPfn[i] as Pfn, false) + (p.fragOff[i] as number)) as MachineAddr;
         const dst = m.translatePfn(pg as Pfn, true);
@@ -367,6 +371,7 @@ export class PacketPool {
       p.fragGref[i] = 0;
       p.fragDom[i] = 0;
     }
+    if (ok && copies.length > 0) ok = this.grantCopies(copies);
     if (!ok) p.dead = true;
     else if (p.owner !== null) this.stats.orphaned++;
     const owner = p.owner;
