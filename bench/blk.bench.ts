@@ -1,15 +1,15 @@
 /**
  * `npm run bench -- blk [--quick]`: the block split driver end to end across
  * real workers — fio-like jobs inside domUs, blkfront, blkif rings, event
- * channels, the hypervisor worker, blkback in dom0 and a `ram:` disk (dom0
- * RAM behind dom0/vbd.ts, as `xl` users attach one) — next to raw
+ * channels, the hypervisor worker, blkback in dom0 and a `ram:` disk (behind
+ * dom0/vbd.ts, as `xl` users attach one) — next to raw
  * baselines measured in the same run (PERF-FACTS §3.10).
  *
  * Cells: 4 KiB randread at iodepth 1 and 32, 1 MiB sequential read and
  * write at iodepth 32; 1 domU, and 4 domUs at once (aggregate); dom0's
  * blkback moving data with persistent grants, grant map/unmap, or grant copy
- * (DriverOptions.blkback.mode), onto `ram:` disks in dom0's RAM
- * (Dom0RamStorage: one copy per segment). Verify is off (the workload engine's
+ * (DriverOptions.blkback.mode), onto `ram:` disks (PrivateRamStorage: one
+ * copy per segment, no staging). Verify is off (the workload engine's
  * checksums would be what is measured). Each guest works on its own 32 MiB
  * region of its own 64 MiB disk, written once before measuring.
  *
@@ -103,8 +103,7 @@ interface Sample {
 async function boot(label: string, mode: BlkbackMode, unmapCost?: UnmapCostOptions): Promise<Rig> {
   const m = await Machine.boot({ memBytes: 512 << 20 });
   await m.createDomain({
-    // The guests' `ram:` disks live in dom0's RAM (dom0/vbd.ts): 4 × 32 MiB written, and dom0's own needs.
-    name: 'Domain-0', domid: 0, memoryKiB: (GUESTS * (REGION >> 20) + 64) * 1024, model: 'p2m', privileged: true,
+    name: 'Domain-0', domid: 0, memoryKiB: 96 * 1024, model: 'p2m', privileged: true,
     // Room to map every guest's full ring of data pages at once (map mode), or to cache them (persistent).
     foreignPages: 16384, maxMaptrack: 65536,
     drivers: { blkback: { mode, ...(unmapCost ? { device: { unmapCost } } : {}) } },

@@ -2,10 +2,10 @@
  * dom0's block backends: how a vbd's `params` become a medium, and the
  * backend bus that serves every vbd the toolstack creates for this domain.
  *
- *   params = "ram:SIZE"   a RAM disk in dom0's own memory (Dom0RamStorage: one copy
- *                         per segment), SIZE with K/M/G suffixes; its pages come from
- *                         dom0's RAM as they are first written. It outlives a blkback
- *                         instance (ramMedia below) and goes when the vbd is removed.
+ *   params = "ram:SIZE"   a RAM disk in the backend's private memory (PrivateRamStorage:
+ *                         one copy per segment, no staging), SIZE with K/M/G suffixes,
+ *                         held in 1 MiB chunks as they are first written. It outlives a
+ *                         blkback instance (ramMedia below) and goes when the vbd is removed.
  *   params = "/path/img"  a raw image file (FileDisk; flush = fdatasync); created
  *                         at `size` bytes (an xensim backend key) when missing
  *   params = "dma:NAME"   the DMA block controller NAME that dom0 drives (attachVbdDmaDisk):
@@ -16,7 +16,7 @@
  */
 import { ReadOnlyDisk, type DiskStore, describeDiskError } from './devices/disk-store.ts';
 import { FileDisk } from './devices/disk-store-file.ts';
-import { DiskStoreStorage, Dom0RamMedium, Dom0RamStorage, type BlkStorage } from './blkback/storage.ts';
+import { DiskStoreStorage, PrivateRamMedium, PrivateRamStorage, type BlkStorage } from './blkback/storage.ts';
 import { DmaDiskStorage } from './blkback/dma-storage.ts';
 import { createDmaApi, type DmaConfig } from './dma/create-dma.ts';
 import { describeDmaError } from './dma/dma-api.ts';
@@ -37,7 +37,7 @@ export type VbdBackendOptions = Omit<BlkbackDriverOptions, 'openStorage'>;
 /** One `ram:` medium and the params it was made for. */
 interface RamMediumEntry {
   readonly params: string;
-  readonly medium: Dom0RamMedium;
+  readonly medium: PrivateRamMedium;
 }
 
 /**
@@ -70,13 +70,12 @@ function openRam(k: DomainKernel, id: XenbusDeviceId, params: BlkbackParams, rea
     e = undefined;
   }
   if (e === undefined) {
-    e = { params: params.params, medium: new Dom0RamMedium(k, bytes / 512) };
+    e = { params: params.params, medium: new PrivateRamMedium(bytes / 512) };
     reg.set(key, e);
   }
   const entry = e;
   const registry = reg;
-  return ok(new Dom0RamStorage(k, {
-    medium: entry.medium,
+  return ok(new PrivateRamStorage(k.mem, entry.medium, {
     readOnly,
     // Closed by blkback only when the vbd goes for good (remove) or its params change.
     onClose: () => {
