@@ -6,9 +6,9 @@
  *
  * The machine is test/helpers/blk-world.ts: a hypervisor, dom0 and one guest
  * on one MachineMemory, a real XenStored, blkback on dom0's backend bus with
- * a dom0 RAM disk (Dom0RamStorage, what dom0/vbd.ts serves for `ram:`),
+ * a RAM disk (PrivateRamStorage, what dom0/vbd.ts serves for `ram:`),
  * blkfront on the guest's frontend bus, and an event pump playing every
- * vCPU. A fio job runs in the guest; the figure is process CPU nanoseconds
+ * vCPU. A fio job runs in the guest; the figure is this thread's CPU nanoseconds
  * per completed I/O — fio, blkfront, both rings, event channels, blkback and
  * the disk together, every copy included — against the cost of the same
  * work done by the baselines in the same run:
@@ -29,7 +29,7 @@
  * it runs the quick cells (or the ones named) and prints them: the profile of the data path.
  */
 import { pathToFileURL } from 'node:url';
-import { DiskStoreStorage, Dom0RamStorage } from '../dom0/blkback/storage.ts';
+import { DiskStoreStorage, Dom0RamStorage, PrivateRamMedium, PrivateRamStorage } from '../dom0/blkback/storage.ts';
 import { RamDisk } from '../dom0/devices/disk-store.ts';
 import { systemClock } from '../domU/workloads/block-device.ts';
 import { runFio, type FioJobSpec } from '../domU/workloads/fio-engine.ts';
@@ -75,10 +75,12 @@ function threadNs(): number {
 async function world(): Promise<{ w: BlkWorld; dev: Blkfront }> {
   const w = await BlkWorld.create({ memBytes: 256 << 20, dom0KiB: 64 << 10 });
   const g = await w.addGuest(1, { maxQueues: 1, maxIndirectSegments: 32 });
-  // BLK_COST_STORAGE=diskstore: the software disk with its staging copy (what vbd served ram: with before).
-  const storage = process.env.BLK_COST_STORAGE === 'diskstore'
+  // What vbd serves ram: with; BLK_COST_STORAGE=diskstore: the software disk with its staging copy;
+  // BLK_COST_STORAGE=dom0ram: a RAM disk in dom0's own frames.
+  const which = process.env.BLK_COST_STORAGE;
+  const storage = which === 'diskstore'
     ? new DiskStoreStorage(w.dom0.mem, new RamDisk({ sectors: DISK / 512 }))
-    : new Dom0RamStorage(w.dom0, { sectors: DISK / 512 });
+    : which === 'dom0ram' ? new Dom0RamStorage(w.dom0, { sectors: DISK / 512 }) : new PrivateRamStorage(w.dom0.mem, new PrivateRamMedium(DISK / 512));
   const dev = await w.addDisk(g, XVDA, { storage });
   unwrap(await runFio([{ name: 'fill', rw: 'write', bs: 1 << 20, iodepth: 8, size: DISK }], { device: dev, clock: systemClock, domid: asDomId(1) }), 'fill');
   return { w, dev };
