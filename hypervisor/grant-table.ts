@@ -37,6 +37,8 @@ type Pin = (typeof PIN)[keyof typeof PIN];
 const pinWrites = (k: Pin): boolean => (k & 1) === 1;
 const IN_USE = GTF.reading | GTF.writing;
 const TWO32 = 0x1_0000_0000;
+/** log2 of GRANT_ENTRY_V1.SIZE (8 bytes). */
+const ENTRY_SHIFT = 3;
 
 /** The active entry as this module fills it; Domain's view keeps mfn and grantee read-only. */
 type ActiveSlot = { -readonly [K in keyof ActiveGrant]: ActiveGrant[K] };
@@ -100,18 +102,21 @@ function setU64(hv: Hypervisor, a: number, v: number): void {
 
 /** [entryAddr hv g ref] is the machine address of g's entry ref, or -1 for a ref beyond the table. */
 function entryAddr(hv: Hypervisor, g: Domain, ref: number): number {
-  const per = hv.pageSize / GRANT_ENTRY_V1.SIZE;
-  if (!(Number.isInteger(ref) && ref >= 0 && ref < g.grantFrames.length * per)) return -1;
-  const f = g.grantFrames[Math.floor(ref / per)] as Mfn;
-  return hv.mem.frameAddr(f) + (ref % per) * GRANT_ENTRY_V1.SIZE;
+  const mem = hv.mem;
+  const shift = mem.pageShift - ENTRY_SHIFT; // entries per frame = 2^shift
+  if (!(Number.isInteger(ref) && ref >= 0 && ref < g.grantFrames.length << shift)) return -1;
+  const f = g.grantFrames[Math.floor(ref / (1 << shift))] as Mfn;
+  return mem.frameAddr(f) + (ref % (1 << shift)) * GRANT_ENTRY_V1.SIZE;
 }
 
 /**
- * [p2mWord p2m pfn] is the raw P2M entry of an in-range pfn (shared/abi/p2m.ts
- * format), read as the domain's MMU reads it: no decoded object per lookup.
+ * [p2mWord hv d pfn] is the raw P2M entry of an in-range pfn (shared/abi/p2m.ts
+ * format), without a decoded object per lookup. A plain load: only the
+ * hypervisor (this thread) writes P2M tables, so it always sees its own
+ * writes; the atomics are for the domains' MMUs reading from other threads.
  */
 function p2mWord(hv: Hypervisor, d: Domain, pfn: number): number {
-  return hv.mem.atomicLoad32((d.p2m.base + pfn * P2M.ENTRY_BYTES) as MachineAddr);
+  return hv.mem.getU32((d.p2m.base + pfn * P2M.ENTRY_BYTES) as MachineAddr);
 }
 
 /** [grantFrameToMfn hv g frame] resolves a grant entry's frame field to a RAM frame g owns, or -1. */
@@ -312,12 +317,19 @@ function mapStatus(hv: Hypervisor, d: Domain, a: number, hostAddr: number, flags
   hv.mem.setU32((a + GNTTAB_MAP.handle) as MachineAddr, handle);
   // The bus address: identity (bus = machine) for device maps and for PV mappers, who need the MFN.
   if (dev || d.model === 'p2m') setU64(hv, a + GNTTAB_MAP.dev_bus_addr, act.mfn * hv.pageSize);
-  stat(hv, d, DCB.statGrantMaps);
-  return GNTST.okay;
+  return GNTST.okay; // statGrantMaps: counted per batch (maptrack entries gained)
 }
 
 /** [unmapHandle hv d handle dropHost dropDev] removes (part of) a mapping; returns a GNTST status. */
 export function unmapHandle(hv: Hypervisor, d: Domain, handle: number, dropHost: boolean, dropDev: boolean): GntSt {
+  const before = d.maptrackInUse;
+  const st = dropMapping(hv, d, handle, dropHost, dropDev);
+  if (d.maptrackInUse !== before) stat(hv, d, DCB.statGrantUnmaps);
+  return st;
+}
+
+/** unmapHandle without the statistics (a batch counts its unmaps once). */
+function dropMapping(hv: Hypervisor, d: Domain, handle: number, dropHost: boolean, dropDev: boolean): GntSt {
   const e = d.maptrack[handle];
   if (e === undefined) return GNTST.bad_handle;
   const g = hv.domain(e.granter);
@@ -339,7 +351,6 @@ export function unmapHandle(hv: Hypervisor, d: Domain, handle: number, dropHost:
     d.maptrackFree.push(handle);
     d.maptrackInUse--;
     if (maptrackPool.length < POOL_MAX) maptrackPool.push(e);
-    stat(hv, d, DCB.statGrantUnmaps);
   }
   return GNTST.okay;
 }
@@ -358,7 +369,7 @@ function unmapStatus(hv: Hypervisor, d: Domain, hostAddr: number, devAddr: numbe
   if (hostAddr === 0 && devAddr === 0) return GNTST.general_error;
   if (hostAddr !== 0 && ((e.flags & GNTMAP.host_map) === 0 || hostAddr !== e.hostPfn * hv.pageSize)) return GNTST.bad_virt_addr;
   if (devAddr !== 0 && ((e.flags & GNTMAP.device_map) === 0 || devAddr !== e.mfn * hv.pageSize)) return GNTST.bad_dev_addr;
-  return unmapHandle(hv, d, handle, hostAddr !== 0, devAddr !== 0);
+  return dropMapping(hv, d, handle, hostAddr !== 0, devAddr !== 0);
 }
 
 /** When a mapper dies, every mapping it holds is released (gnttab_release_mappings). */
@@ -549,14 +560,20 @@ export function grantTableOp(hv: Hypervisor, d: Domain, cmd: number, off: number
       const buf = opArray(hv, d, off, count, GNTTAB_MAP.SIZE);
       if (buf < 0) return buf;
       const w = loadOps(hv, buf as MachineAddr, count * GNTTAB_MAP.SIZE);
+      const before = d.maptrackInUse;
       for (let i = 0, o = 0; i < count; i++, o += GNTTAB_MAP.SIZE) mapOne(hv, d, w, o, buf + o);
+      // Each successful map takes exactly one maptrack entry: one counter update per batch.
+      if (d.maptrackInUse !== before) stat(hv, d, DCB.statGrantMaps, d.maptrackInUse - before);
       return 0;
     }
     case GNTTABOP.unmap_grant_ref: {
       const buf = opArray(hv, d, off, count, GNTTAB_UNMAP.SIZE);
       if (buf < 0) return buf;
       const w = loadOps(hv, buf as MachineAddr, count * GNTTAB_UNMAP.SIZE);
+      const before = d.maptrackInUse;
       for (let i = 0, o = 0; i < count; i++, o += GNTTAB_UNMAP.SIZE) unmapOne(hv, d, w, o, buf + o);
+      // Each mapping removed whole frees exactly one maptrack entry.
+      if (d.maptrackInUse !== before) stat(hv, d, DCB.statGrantUnmaps, before - d.maptrackInUse);
       return 0;
     }
     case GNTTABOP.copy: {
