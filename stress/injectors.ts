@@ -90,7 +90,7 @@ export const INJECTORS: readonly Injector[] = [
   },
   {
     name: 'backend-restart',
-    description: "restarts dom0's vstress backends mid-I/O (every frontend resumes)",
+    description: "restarts dom0's backends mid-I/O (every frontend resumes with new keys); not again until the devices it disconnected are back",
     async fire(t) { return (await t.restartBackends()) ? 'all backends' : undefined; },
   },
   guestAct('grant-revoke-in-use', 'a guest revokes a grant its request still uses (must fail while mapped)', true, () => ({ kind: 'ring', act: 'revoke-in-use' })),
