@@ -92,6 +92,8 @@ export interface CaptureResult {
   readonly errors: number;
 }
 
+const copyOf = <T extends object>(c: T | undefined): T | undefined => (c === undefined ? undefined : { ...c });
+
 function xs<T>(r: { ok: true; value: T } | { ok: false; error: unknown }): AgentResult<T> {
   return r.ok ? { ok: true, value: r.value } : { ok: false, error: typeof r.error === 'object' ? JSON.stringify(r.error) : String(r.error) };
 }
@@ -245,7 +247,7 @@ export class Dom0Agent extends GuestAgent {
     return [...this.nics.entries()].map(([name, p]) => ({
       name, bridge: p.bridge?.name ?? '', mac: p.mac, device: p.dma.device.name,
       dma: { kind: p.dma.kind, counters: p.dma.counters() }, counters: p.counters(),
-      port: (() => { const c = p.bridge?.portCounters(name); return c === undefined ? undefined : { ...c }; })(),
+      port: copyOf(p.bridge?.portCounters(name)),
     }));
   }
 

@@ -67,7 +67,9 @@ export interface NicPortCounters {
   txErrors: number;
   /** Frames that waited in the software queue because the TX ring was full. */
   txQueuedSoft: number;
-  /** Frames refused because the ring and the software queue were full. */
+  /** Queued frames whose grant-mapped fragments were copied out first (their guests' slots released). */
+  txOrphaned: number;
+  /** Frames refused because the ring and the software queue were full (or a copy-out found no pages). */
   txBusy: number;
   /** Frames refused because the DMA API could not map them. */
   txMapErrors: number;
@@ -86,6 +88,8 @@ export interface NicPortCounters {
   rxPostErrors: number;
   interrupts: number;
   kicks: number;
+  /** The device published a head beyond what was posted (ignored). */
+  deviceErrors: number;
 }
 
 export type NicPortError =
@@ -112,6 +116,9 @@ interface TxRecord {
   first: number;
   ndesc: number;
 }
+
+/** Most passes of one interrupt (each takes everything completed so far). */
+const POLL_ROUNDS = 16;
 
 const pow2 = (e: number): boolean => Number.isInteger(e) && e >= 1 && e <= 4096 && (e & (e - 1)) === 0;
 
@@ -143,11 +150,13 @@ export class NicPort implements BridgePort, NetWork {
   private softHead = 0;
   private readonly txQueueLen: number;
   private kickDeferred = false;
+  /** poll() ran out of its budget with completions left: the net loop calls it again. */
+  private pollDeferred = false;
   private detached = false;
   private readonly desc = Buffer.alloc(NIC_DESC.SIZE);
   private readonly c: NicPortCounters = {
-    txQueued: 0, txSent: 0, txErrors: 0, txQueuedSoft: 0, txBusy: 0, txMapErrors: 0, txDescriptors: 0, txGathered: 0,
-    rxFrames: 0, rxBytes: 0, rxErrors: 0, rxPoolEmpty: 0, rxPostErrors: 0, interrupts: 0, kicks: 0,
+    txQueued: 0, txSent: 0, txErrors: 0, txQueuedSoft: 0, txOrphaned: 0, txBusy: 0, txMapErrors: 0, txDescriptors: 0, txGathered: 0,
+    rxFrames: 0, rxBytes: 0, rxErrors: 0, rxPoolEmpty: 0, rxPostErrors: 0, interrupts: 0, kicks: 0, deviceErrors: 0,
   };
 
   private constructor(
@@ -274,6 +283,15 @@ export class NicPort implements BridgePort, NetWork {
       this.c.txBusy++;
       return false;
     }
+    // Held for an unknown time: copy a guest's grant-mapped fragments out first, so that no
+    // guest's TX slots wait on this NIC (skb_orphan_frags; netback RX does the same).
+    if (pkt.hasForeign()) {
+      if (!this.pool.orphan(pkt)) {
+        this.c.txBusy++;
+        return false;
+      }
+      this.c.txOrphaned++;
+    }
     this.pool.ref(pkt);
     this.softq.push(pkt);
     this.c.txQueuedSoft++;
@@ -346,10 +364,13 @@ export class NicPort implements BridgePort, NetWork {
     return 'queued';
   }
 
-  /** NetWork: publish what the bridge queued during the handler that just ran. */
+  /** NetWork: publish what the bridge queued during the handler that just ran (and finish a poll that ran out of budget). */
   runNetWork(_phase: NetPhase): void {
     this.kickDeferred = false;
-    this.kick();
+    if (this.pollDeferred) {
+      this.pollDeferred = false;
+      this.poll(); // kicks too
+    } else this.kick();
   }
 
   /** Publishes written TX descriptors and reposted RX buffers, ringing the doorbell where the device asked. */
@@ -423,8 +444,13 @@ export class NicPort implements BridgePort, NetWork {
 
   private receiveRx(): number {
     const head = this.mmio.load(NIC_REGS.rxHead);
+    // The device may complete only what was posted; a head beyond that is a device error, not a loop.
+    if (((head - this.rxHead) >>> 0) > ((this.rxTail - this.rxHead) >>> 0)) {
+      this.c.deviceErrors++;
+      return 0;
+    }
     let n = 0;
-    while (this.rxHead !== head && ((this.rxTail - this.rxHead) >>> 0) > 0) {
+    while (this.rxHead !== head) {
       const slot = this.rxHead & (this.rxEntries - 1);
       const res = this.readResult(this.rxOff(this.rxHead));
       const mp = this.rxMaps[slot];
@@ -459,17 +485,30 @@ export class NicPort implements BridgePort, NetWork {
   poll(): number {
     if (this.detached) return 0;
     let n = 0;
-    for (;;) {
+    let quiet = false;
+    for (let round = 0; round < POLL_ROUNDS && !quiet; round++) {
       n += this.reclaimTx() + this.receiveRx();
       if (this.softHead < this.softq.length) this.drainSoftQueue();
       // Interrupt me when the device's heads pass what I have seen.
       this.mmio.store(NIC_REGS.txIrqEvent, (this.txDone + 1) >>> 0);
       this.mmio.store(NIC_REGS.rxIrqEvent, (this.rxHead + 1) >>> 0);
-      if (this.mmio.load(NIC_REGS.rxHead) === this.rxHead && !this.txCompletionsWaiting()) break;
+      // Check again after re-arming: a completion that raced the re-arm raised no interrupt.
+      quiet = !this.rxCompletionsWaiting() && !this.txCompletionsWaiting();
+    }
+    if (!quiet && !this.pollDeferred) {
+      // Still busy after our budget: no interrupt will come for what is there, so come back from the net loop.
+      this.pollDeferred = true;
+      this.loop.defer('rx', this);
     }
     if (n > 0) this.c.interrupts++;
     this.kick();
     return n;
+  }
+
+  /** Filled RX buffers not taken yet (a head beyond what was posted counts as none: receiveRx refuses it). */
+  private rxCompletionsWaiting(): boolean {
+    const d = (this.mmio.load(NIC_REGS.rxHead) - this.rxHead) >>> 0;
+    return d !== 0 && d <= ((this.rxTail - this.rxHead) >>> 0);
   }
 
   private txCompletionsWaiting(): boolean {

@@ -116,6 +116,8 @@ describe('the NIC as a port of xenbr0 (one thread)', function () {
         expect(pc.rxBytes).to.equal(bc.rxBytes);
         expect([pc.txErrors, pc.txBusy, pc.txMapErrors, pc.rxErrors, pc.rxPoolEmpty, nc.dmaFaults, nc.wireDrops]).to.deep.equal([0, 0, 0, 0, 0, 0, 0]);
         expect(hc.sources).to.deep.equal([macOf(1)]);
+        // Frames that waited for ring room had their grant-mapped pages copied out first.
+        expect(pc.txOrphaned).to.equal(pc.txQueuedSoft);
         // The DMA API mapped every frame and every buffer; what is still mapped is the posted RX ring.
         const dc = r.dma.counters();
         expect(dc.maps - dc.unmaps).to.equal(32);
@@ -128,7 +130,7 @@ describe('the NIC as a port of xenbr0 (one thread)', function () {
         if (cfg.kind === 'p2m') expect([pc.txGathered > 0, dc.bounces]).to.deep.equal([true, 0]);
         if (cfg.kind === 'direct') expect(pc.txGathered).to.equal(0);
         expect(r.view.counters().strayDma).to.equal(0);
-        console.log(`      ${cfg.kind}: gathered ${pc.txGathered}/${N}, bounces ${dc.bounces}, iommu maps ${dc.iommuMaps}, hypercalls ${dc.hypercalls}, kicks ${pc.kicks}, irqs ${pc.interrupts}`);
+        console.log(`      ${cfg.kind}: gathered ${pc.txGathered}/${N}, waited ${pc.txQueuedSoft}, bounces ${dc.bounces}, iommu maps ${dc.iommuMaps}, hypercalls ${dc.hypercalls}, kicks ${pc.kicks}, irqs ${pc.interrupts}`);
       } finally {
         r.stop();
       }
@@ -171,6 +173,19 @@ describe('the NIC as a port of xenbr0 (one thread)', function () {
       expect(r.w.bridge.portCounters('eth0')!.rxPackets).to.equal(40);
       const dc = r.dma.counters();
       expect(dc.maps - dc.unmaps, 'every RX slot posted again').to.equal(32);
+    } finally {
+      r.stop();
+    }
+  });
+
+  it('ignores a receive head the device moved past what was posted, without looping', async () => {
+    const r = await rig('pm', 'passthrough', { kind: 'direct' }, 'pair');
+    try {
+      r.stop();
+      r.port.mmio.store(NIC_REGS.rxHead, 1000);
+      expect(r.port.poll()).to.equal(0);
+      expect(r.port.counters().deviceErrors).to.be.greaterThan(0);
+      expect(r.port.counters().rxFrames).to.equal(0);
     } finally {
       r.stop();
     }
