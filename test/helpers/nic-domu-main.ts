@@ -44,6 +44,35 @@ export class NicTestDomUAgent extends DomUAgent {
       dev.onReceive(undefined);
     }
   }
+
+  /**
+   * [pingTimes devid frames timeoutMs] sends frames one at a time, each after
+   * the previous one's answer arrived, and returns each round trip in ns
+   * (measured inside the guest, no control plane in between).
+   */
+  async pingTimes(devid: number, frames: Uint8Array[], timeoutMs = 5000): Promise<AgentResult<number[]>> {
+    const w = await this.waitVif(devid, timeoutMs);
+    if (!w.ok) return w;
+    const dev = await this.net!.device(devid);
+    const times: number[] = [];
+    let answered: (() => void) | undefined;
+    dev.onReceive(() => answered?.());
+    try {
+      for (const f of frames) {
+        const back = new Promise<boolean>((r) => {
+          answered = () => r(true);
+          setTimeout(() => r(false), timeoutMs);
+        });
+        const t0 = process.hrtime.bigint();
+        while (!dev.send(f)) await dev.whenWritable();
+        if (!(await back)) return { ok: false, error: `no answer to frame ${times.length} within ${timeoutMs} ms` };
+        times.push(Number(process.hrtime.bigint() - t0));
+      }
+      return { ok: true, value: times };
+    } finally {
+      dev.onReceive(undefined);
+    }
+  }
 }
 
 const data = workerData as DomainWorkerData;
