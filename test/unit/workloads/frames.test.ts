@@ -30,6 +30,7 @@ import {
 } from '../../../domU/workloads/frames.ts';
 import { runIperf } from '../../../domU/workloads/iperf-engine.ts';
 import { createLoopbackPair } from '../../helpers/loopback-net.ts';
+import { completeL4Checksum } from '../../../domU/netfront/netfront.ts';
 
 const flow: FlowAddr = {
   srcMac: unwrap(parseMac('00:16:3e:00:00:01')),
@@ -124,6 +125,32 @@ describe('frames', () => {
     expect(data.length).to.equal(1514);
     expect(parseFrameInto(data, info)).to.equal(null);
     expect(info).to.include({ seq: 7, ack: 99, flags: TCP_ACK, window: 512, mss: 0, wscale: -1, payloadOffset: TCP_PAYLOAD_OFFSET, payloadLength: 1460 });
+  });
+
+  it('leaves the L4 checksum to the device when asked (CHECKSUM_PARTIAL): pseudo-header sum only, and completing it gives the full frame', () => {
+    for (const proto of ['tcp', 'udp'] as const) {
+      const full = new Uint8Array(1514);
+      const partial = new Uint8Array(1514);
+      for (const b of [full, partial]) b.fill(0x5c, TCP_PAYLOAD_OFFSET - 12, 1514);
+      const write = (b: Uint8Array, csumPartial: boolean): number => proto === 'tcp'
+        ? writeTcpFrame(b, flow, { seq: 9, ack: 1, flags: TCP_ACK, window: 100 }, 1000, 4, csumPartial)
+        : writeUdpFrame(b, flow, 1000, 4, csumPartial);
+      const len = write(full, false);
+      expect(write(partial, true)).to.equal(len);
+      const at = ETH.SIZE + IPV4.SIZE + (proto === 'tcp' ? 16 : 6);
+      // Only the L4 checksum differs, and the partial frame fails a software check until completed.
+      expect(Buffer.from(partial.subarray(0, at)).equals(Buffer.from(full.subarray(0, at)))).to.equal(true);
+      expect(Buffer.from(partial.subarray(at + 2, len)).equals(Buffer.from(full.subarray(at + 2, len)))).to.equal(true);
+      const info = new FrameInfo();
+      expect(parseFrameInto(partial.subarray(0, len), info)).to.equal('bad-l4-checksum');
+      expect(parseFrameInto(partial.subarray(0, len), info, false)).to.equal(null);
+      // The field holds the folded pseudo-header sum (Linux's ~csum_tcpudp_magic(.., 0)), which a device completes.
+      const l4Len = len - ETH.SIZE - IPV4.SIZE;
+      const pseudo = (flow.srcIp >>> 16) + (flow.srcIp & 0xffff) + (flow.dstIp >>> 16) + (flow.dstIp & 0xffff) + (proto === 'tcp' ? IPPROTO_TCP : IPPROTO_UDP) + l4Len;
+      expect(((partial[at] as number) << 8) | (partial[at + 1] as number)).to.equal(0xffff - finishChecksum(pseudo));
+      completeL4Checksum(partial, len);
+      expect(Buffer.from(partial.subarray(0, len)).equals(Buffer.from(full.subarray(0, len)))).to.equal(true);
+    }
   });
 
   it('refuses damaged frames with the reason', () => {
