@@ -10,6 +10,10 @@
  * by the IOMMU audit.
  */
 import { expect } from 'chai';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type * as Comlink from 'comlink';
 import { Machine, type NicAttach } from '../../toolstack/machine.ts';
 import type { NicCounters } from '../../dom0/devices/nic.ts';
@@ -101,6 +105,46 @@ describe('the NIC as a port of xenbr0, across real workers', function () {
       });
     });
   }
+
+  it('captures the NIC port like tcpdump -i eth0: tshark reads each ping out and each reply in, with good checksums', async function () {
+    if (spawnSync('sh', ['-c', 'command -v tshark']).status !== 0) {
+      console.warn('SKIPPED: pcap check of the NIC port because tshark is not installed');
+      this.skip();
+    }
+    await withNic({ dma: 'iommu' }, async (nic) => {
+      const dir = mkdtempSync(join(tmpdir(), 'xensim-nic-'));
+      try {
+        const path = join(dir, 'eth0.pcap');
+        const id = unwrap(await m.dom0!.captureStart(nic.name, path));
+        expect(unwrap(await agent().exchange(0, pings(8), 8)).length).to.equal(8);
+        const cap = unwrap(await m.dom0!.captureStop(id));
+        expect(cap.packets).to.equal(16);
+        const lines = execFileSync('tshark', ['-r', path, '-o', 'ip.check_checksum:TRUE', '-T', 'fields', '-e', 'eth.src', '-e', 'icmp.type', '-e', 'ip.checksum.status', '-e', 'icmp.checksum.status'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+          .trim().split('\n').map((l) => l.split('\t'));
+        expect(lines.length).to.equal(16);
+        expect(lines.filter((l) => l[0] === MAC_A && l[1] === '8').length, 'echo requests out of eth0').to.equal(8);
+        expect(lines.filter((l) => l[0] === HOST_MAC && l[1] === '0').length, 'echo replies into the bridge').to.equal(8);
+        // tshark's checksum status: 1 = good (0 bad, 2 unverified).
+        for (const l of lines) expect([l[2], l[3]], 'IPv4 and ICMP checksums').to.deep.equal(['1', '1']);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+
+  it('refuses a DMA API the memory model cannot give, and unplugs the NIC it added', async () => {
+    const before = m.devices.list.length;
+    let error = '';
+    try {
+      await m.attachNic({ dma: 'direct' });
+    } catch (e) {
+      error = e instanceof Error ? e.message : String(e);
+    }
+    expect(error).to.match(/direct DMA API needs P==M memory/);
+    expect(m.devices.list.length).to.equal(before);
+    expect(m.nicList).to.deep.equal([]);
+    expect((await m.dom0!.nicStats()).length).to.equal(0);
+  });
 
   it('floods a frame for an unknown MAC out of the NIC; on a loopback wire it comes back, and the bridge learns the sender behind the NIC', async () => {
     const nic = await m.attachNic({ dma: 'iommu', wire: 'loopback' });
