@@ -16,7 +16,10 @@
  * two machine segments, `direct` one. Descriptors are published with one
  * doorbell per burst, from the net loop, after the bridge has queued what it
  * forwards. Sent slots are unmapped and reclaimed on the interrupt (or when
- * the ring fills).
+ * the ring fills). While the ring is full, frames wait in a software queue
+ * (Linux's qdisc, txqueuelen frames; beyond it they are dropped), their
+ * grant-mapped fragments copied out first so no guest's TX slots wait on the
+ * NIC, and go on the ring as completions free slots.
  *
  * Receive (wire → bridge): every RX slot holds a page of the packet pool,
  * mapped from-device and posted. On the interrupt each filled slot is
@@ -29,7 +32,8 @@
  * Counters: the bridge counts the port's traffic (rx/tx packets and bytes,
  * drops); the port counts what its driver did (NicPortCounters); the DMA API
  * and the NIC count their own. They add up: every packet the bridge sent out
- * here was queued, and every queued one is sent or errored once reclaimed.
+ * here was queued on the ring (some after waiting in the software queue), and
+ * every queued one is sent or errored once reclaimed.
  */
 import { DEVICE_STATUS, MMIO_COMMON, MmioWindow, needNotify } from '../dma/mmio.ts';
 import { NIC_DESC, NIC_DESC_MORE, NIC_REGS } from '../devices/nic.ts';
