@@ -49,10 +49,26 @@ function parseMacBytes(mac: string): Uint8Array {
 const macText = (b: Uint8Array, off: number): string =>
   Array.from(b.subarray(off, off + 6), (x) => x.toString(16).padStart(2, '0')).join(':');
 
-/** Ethernet and IPv4/ICMP offsets the host reads. */
-const ETH = { dst: 0, src: 6, type: 12, SIZE: 14 } as const;
-const IP4 = { verIhl: 0, proto: 9, src: 12, dst: 16 } as const;
-const ICMP = { type: 0, code: 1, csum: 2 } as const;
+/** Ethernet header (the sender writes it; the host rewrites it in its answer). */
+const ETH = {
+  dst: 0, // 6 bytes destination MAC
+  src: 6, // 6 bytes source MAC
+  type: 12, // u16 BE EtherType
+  SIZE: 14,
+} as const;
+/** The IPv4 header fields the host reads or swaps. */
+const IP4 = {
+  verIhl: 0, // u8 version << 4 | header length in words
+  proto: 9, // u8 protocol
+  src: 12, // u32 BE source address
+  dst: 16, // u32 BE destination address
+} as const;
+/** ICMP echo header after the IPv4 header. */
+const ICMP = {
+  type: 0, // u8 8 request, 0 reply
+  code: 1, // u8 0
+  csum: 2, // u16 BE ones'-complement checksum of the ICMP message
+} as const;
 const ETHERTYPE_IPV4 = 0x0800;
 const IPPROTO_ICMP = 1;
 const ICMP_ECHO_REQUEST = 8;
