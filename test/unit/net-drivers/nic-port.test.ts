@@ -329,3 +329,38 @@ describe('NIC TX gather (NIC_DESC_MORE), one thread', () => {
     expect(r.nic.counters().status).to.equal(DEVICE_STATUS.running);
   });
 });
+
+describe('the host outside, on a wire', () => {
+  it('answers pings to its MAC, echoes other frames to it or to broadcast with swapped MACs, and ignores frames for others', () => {
+    const wire = Wire.create('pair');
+    let rung = 0;
+    wire.plug(0, 4096);
+    const host = new OutsideHost(wire, 1, { mac: HOST_MAC }, (bell) => { expect(bell).to.equal(4096); rung++; });
+    const ping = echoRequest(ends(1), 3, 5, 64);
+    const other = Uint8Array.from({ length: 80 }, (_, i) => i);
+    other.set([2, 0, 0, 0x0e, 0x0e, 1], 0);
+    other.set([0, 0x16, 0x3e, 0, 0, 7], 6);
+    const bcast = other.slice();
+    bcast.fill(0xff, 0, 6);
+    const elsewhere = other.slice();
+    elsewhere.set([2, 0, 0, 0, 0, 9], 0);
+    for (const f of [ping, other, bcast, elsewhere]) wire.send(0, f, 0, f.length);
+    expect(host.serveOnce()).to.equal(4);
+    expect(rung).to.equal(1);
+    const back: Uint8Array[] = [];
+    for (let len = wire.peek(0); len >= 0; len = wire.peek(0)) {
+      const b = new Uint8Array(len);
+      wire.recv(0, b);
+      back.push(b);
+    }
+    expect(back.length).to.equal(3);
+    expect(checkEchoReply(ping, back[0]!)).to.equal(null);
+    for (const [got, sent] of [[back[1]!, other], [back[2]!, bcast]] as const) {
+      expect(Array.from(got.subarray(0, 6))).to.deep.equal([0, 0x16, 0x3e, 0, 0, 7]);
+      expect(Array.from(got.subarray(6, 12))).to.deep.equal([2, 0, 0, 0x0e, 0x0e, 1]);
+      expect(Array.from(got.subarray(12))).to.deep.equal(Array.from(sent.subarray(12)));
+    }
+    expect(host.counters()).to.deep.include({ received: 4, pings: 1, echoes: 2, ignored: 1, wireDrops: 0 });
+    expect(host.counters().sources).to.deep.equal([macOf(1), '00:16:3e:00:00:07']);
+  });
+});
