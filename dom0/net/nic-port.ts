@@ -299,6 +299,13 @@ export class NicPort implements BridgePort, NetWork {
     this.pool.ref(pkt);
     this.softq.push(pkt);
     this.c.txQueuedSoft++;
+    // Only a TX completion moves the queue: ask for its interrupt (a reclaim here may have left
+    // the event behind the device's head), and catch completions that came before the re-arm.
+    this.mmio.store(NIC_REGS.txIrqEvent, (this.txDone + 1) >>> 0);
+    if (this.txCompletionsWaiting() && !this.pollDeferred) {
+      this.pollDeferred = true;
+      this.loop.defer('rx', this);
+    }
     return true;
   }
 

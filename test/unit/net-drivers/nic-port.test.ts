@@ -161,6 +161,23 @@ describe('the NIC as a port of xenbr0 (one thread)', function () {
     }
   });
 
+  it('sends a burst no one answers to the end: frames that waited for the ring go out on TX completions alone', async () => {
+    const r = await rig('vp', 'explicit', { kind: 'iommu' }, 'pair');
+    try {
+      const dev = r.a.dev as Netfront;
+      const frames = Array.from({ length: 100 }, (_, i) => echoRequest({ ...ends(1), dstMac: '02:00:00:99:99:99' }, 2, i, 1000));
+      for (const f of frames) await r.w.until(() => dev.send(f), () => 'room on the guest TX ring');
+      await r.w.until(() => r.host!.counters().ignored === 100, () => `100 frames on the wire (host saw ${r.host!.counters().received})`);
+      await r.w.until(() => r.port.counters().txSent === 100, () => `every TX slot reclaimed (${r.port.counters().txSent})`);
+      const pc = r.port.counters();
+      expect(pc.txQueuedSoft).to.be.greaterThan(0);
+      expect([pc.txQueued, pc.txBusy, pc.rxFrames]).to.deep.equal([100, 0, 0]);
+      expect(r.port.txInFlight).to.equal(0);
+    } finally {
+      r.stop();
+    }
+  });
+
   it('counts a frame from the wire too big for a receive buffer, and keeps the ring posted and serving', async () => {
     const r = await rig('vp', 'explicit', { kind: 'iommu' }, 'pair');
     try {
