@@ -28,8 +28,7 @@ import { asGref, type Gref } from '../../shared/types.ts';
 import type { BackendDriver, BackendHooks } from '../../shared/xenbus/backend.ts';
 import type { XenbusContext, XenbusHookError, XenbusKeys } from '../../shared/xenbus/device.ts';
 import { describeKeyError, readFeature, readKey, readUint, readUintOr } from '../../shared/xenbus/keys.ts';
-import { XENBUS_KEY, errorPath, type XenbusDeviceId } from '../../shared/xenbus/paths.ts';
-import { XenbusState, formatXenbusState } from '../../shared/xenbus/state.ts';
+import type { XenbusDeviceId } from '../../shared/xenbus/paths.ts';
 import { BlkbackDevice, type BlkbackDeviceConfig, type BlkbackMode, type RingSpec } from './blkback.ts';
 import type { BlkStorage } from './storage.ts';
 
@@ -114,16 +113,15 @@ export function blkbackDriver(k: DomainKernel, opts: BlkbackDriverOptions): Blkb
     let params: BlkbackParams | undefined;
     let ctxNow: XenbusContext | undefined;
 
-    /** xenbus_dev_fatal, from the data path: error node and Closing in one transaction. */
+    /**
+     * xenbus_dev_fatal, from the data path: the XenBus device writes the error
+     * node and switches to Closing between its handshake passes, so its own
+     * idea of the state stays true (writing state here would leave it thinking
+     * it is still Connected).
+     */
     const onFatal = (kind: string, message: string): void => {
-      const ctx = ctxNow;
       opts.log?.(`blkback ${key}: ${kind}: ${message}`);
-      if (ctx === undefined) return;
-      void ctx.xs.transaction(async (tx) => {
-        const e = await ctx.xs.write(errorPath(ctx.id.backDom, ctx.backPath), `${kind}: ${message}`, tx);
-        if (!e.ok) return e;
-        return ctx.xs.write(`${ctx.backPath}/${XENBUS_KEY.STATE}`, formatXenbusState(XenbusState.Closing), tx);
-      }).then((r) => { if (!r.ok) opts.log?.(`blkback ${key}: cannot report the protocol error`); });
+      void ctxNow?.fatal(kind, message);
     };
 
     const featureKeys = (d: BlkbackDevice): Record<string, string> => {

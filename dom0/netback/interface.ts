@@ -13,8 +13,6 @@
  * xenbus_dev_fatal does — an error node, then state Closing — so the
  * frontend's XenBus driver tears down, while every other vif keeps working.
  */
-import { errorPath } from '../../shared/xenbus/paths.ts';
-import { XenbusState, formatXenbusState } from '../../shared/xenbus/state.ts';
 import type { XenbusContext } from '../../shared/xenbus/device.ts';
 import type { NetStats } from '../../cli/views/stats.ts';
 import type { DomainKernel } from '../../shared/kernel/kernel.ts';
@@ -196,17 +194,9 @@ export class NetbackVif implements BridgePort {
     for (const q of this.queues) q.disable();
     const xb = this.xb;
     if (xb === undefined) return;
-    void (async () => {
-      const w = await xb.xs.write(errorPath(xb.id.backDom, xb.backPath), `netback ${this.name} queue ${queue}: ${reason}`);
-      if (!w.ok) this.cfg.log(`${this.name}: cannot write the error node`);
-      const r = await xb.xs.transaction(async (tx) => {
-        const cur = await xb.xs.readString(`${xb.backPath}/state`, tx);
-        if (!cur.ok) return cur;
-        if (cur.value === formatXenbusState(XenbusState.Closed)) return ok(undefined);
-        return xb.xs.write(`${xb.backPath}/state`, formatXenbusState(XenbusState.Closing), tx);
-      });
-      if (!r.ok) this.cfg.log(`${this.name}: cannot switch to Closing`);
-    })().catch((e: unknown) => this.cfg.log(`${this.name}: reporting the fatal error failed: ${String(e)}`));
+    // The XenBus device writes the error node and switches to Closing
+    // between its handshake passes, so its own idea of the state stays true.
+    void xb.fatal('netback', `${this.name} queue ${queue}: ${reason}`);
   }
 
   /** [netStats] is this vif as xentop shows it, from the guest's side (NETTX = what the guest sent). */
