@@ -25,6 +25,8 @@ import type { DeviceInfo } from '../hypervisor/iommu.ts';
 import { createDmaApi, type DmaConfig } from './dma/create-dma.ts';
 import { describeDmaError, type DmaCounters } from './dma/dma-api.ts';
 import { NicPort, describeNicPortError, type NicPortCounters, type NicPortOptions } from './net/nic-port.ts';
+import { attachVbdDmaDisk } from './vbd.ts';
+import type { DiskDriverOptions } from './dma/disk-driver.ts';
 
 /** One netback interface (vif<domid>.<devid>) as dom0 sees it. */
 export interface VifStatsRow {
@@ -123,6 +125,18 @@ export class Dom0Agent extends GuestAgent {
   async createDeviceDirs(spec: DeviceDirsSpec): Promise<AgentResult<void>> { return xs(await createDeviceDirs(this.xs, spec)); }
   async initiateDeviceRemove(id: XenbusDeviceId): Promise<AgentResult<void>> { return xs(await initiateDeviceRemove(this.xs, id)); }
   async removeDeviceDirs(id: XenbusDeviceId): Promise<AgentResult<void>> { return xs(await removeDeviceDirs(this.xs, id)); }
+
+  /**
+   * [attachVbdDmaDisk device cfg opts] drives the DMA block controller the
+   * toolstack plugged in for dom0 (DeviceHost.add, kind 'dma-disk') through
+   * the DMA API cfg, for vbds whose params are `dma:<device.name>`: blkback
+   * then moves their data by programming the controller with bus addresses.
+   * Returns the controller's capacity in sectors.
+   */
+  attachVbdDmaDisk(device: DeviceInfo, cfg: DmaConfig, opts: Omit<DiskDriverOptions, 'queueDma'> = {}): AgentResult<number> {
+    const r = attachVbdDmaDisk(this.k, device, cfg, opts);
+    return r.ok ? r : { ok: false, error: r.error };
+  }
 
   /** Block backends served here: xentop's VBD counters per device ("<frontDom>/<devid>"). */
   vbdStats(): { key: string; frontDom: number; devid: number; counters: BlkbackCounters }[] {

@@ -23,6 +23,7 @@ import type { KernelOptions } from '../shared/kernel/kernel.ts';
 import type { DomainWorkerData, DriverOptions } from './worker-data.ts';
 import type { DeviceDirsSpec } from './devices.ts';
 import { vdevToDevid } from '../cli/config/vdev.ts';
+import { parseRamSize } from '../cli/config/diskspec.ts';
 import { parseMac, parseVifRate, randomXenMac, VIF_DEFAULTS, type VifRate, type VifSpec } from '../cli/config/vifspec.ts';
 import { asDomId } from '../shared/types.ts';
 import { DeviceHost, type DeviceHandle } from './device-host.ts';
@@ -53,6 +54,10 @@ export interface DomainOptions extends CreateDomainRequest {
 }
 
 /** A virtual disk to attach (the parts of an xl diskspec xensim acts on). */
+/** dom0's (and any privileged backend domain's) default foreign pages and maptrack entries. */
+export const DOM0_FOREIGN_PAGES = 36_864;
+export const DOM0_MAX_MAPTRACK = 40_960;
+
 export interface DiskAttach {
   /** xvda, hdb, sdc, … (xen-vbd-interface numbering). */
   readonly vdev: string;
@@ -62,6 +67,16 @@ export interface DiskAttach {
   readonly devtype?: 'disk' | 'cdrom';
   /** Bytes to create an image file with when it does not exist yet. */
   readonly size?: number;
+  /**
+   * Serve the disk as a physical one: a DMA block controller holding the
+   * `ram:SIZE` medium, plugged in for dom0 and driven through dom0's DMA API
+   * `dma` (what dom0's memory model allows), its IOMMU context `iommu`
+   * (default: explicit for the `iommu` DMA API, passthrough otherwise). blkback
+   * then maps the guest's grants for the device and the controller moves the
+   * data (xl's backendtype=phy). Without it a `ram:` disk is emulated in
+   * software in dom0 (backendtype=qdisk): blkback copies the data itself.
+   */
+  readonly device?: { readonly dma: DmaKind | DmaConfig; readonly iommu?: IommuMode };
 }
 
 /**
@@ -222,6 +237,8 @@ export class Machine {
   private readonly vifDirs = new Map<string, DeviceDirsSpec>();
   private deviceHost: DeviceHost | undefined;
   private readonly nics = new Map<string, NicAttached>();
+  /** DMA block controllers serving vbds, by "<domid>/<devid>". */
+  private readonly diskDevices = new Map<string, DeviceHandle>();
   /** Crash events seen, for tools and tests. */
   readonly crashes: { domid: number; name: string; error: string; action: OnCrash }[] = [];
 
@@ -250,7 +267,15 @@ export class Machine {
 
   /** [createDomain opts] builds a domain in the hypervisor and starts its worker. */
   async createDomain(opts: DomainOptions): Promise<DomainHandle> {
-    const { onCrash: _c, kernel, entry, kind: givenKind, drivers, ...req } = opts;
+    const { onCrash: _c, kernel, entry, kind: givenKind, drivers, ...given } = opts;
+    // A backend domain maps its guests' grants into its foreign pages, each mapping a maptrack
+    // entry: blkback's persistent cache alone is 1056 grants per ring, plus a ring of maps
+    // while the cache is full and the ring pages (~2113 per ring), so 4 guests x 4 queues
+    // need ~34k. Xen's own limits are per-domain settings; these are dom0's defaults here.
+    const backend = given.privileged === true || given.domid === 0;
+    const req: CreateDomainRequest = backend
+      ? { ...given, foreignPages: given.foreignPages ?? DOM0_FOREIGN_PAGES, maxMaptrack: given.maxMaptrack ?? DOM0_MAX_MAPTRACK }
+      : given;
     const r = await this.hv.createDomain(req);
     if (!r.ok) throw new Error(`cannot create domain '${opts.name}': ${r.error}`);
     const boot = r.value;
@@ -319,16 +344,51 @@ export class Machine {
     const devid = v.value.devid;
     const devtype = disk.devtype ?? 'disk';
     const mode = disk.access ?? (devtype === 'cdrom' ? 'r' : 'w');
+    let params = disk.target;
+    if (disk.device !== undefined) params = await this.plugDiskDevice(domid, devid, disk.target, disk.device);
     const r = await d0.createDeviceDirs({
       type: 'vbd', frontDom: asDomId(domid), backDom: asDomId(0), devid,
       backendKeys: {
-        params: disk.target, mode, 'device-type': devtype, type: disk.target.startsWith('ram:') ? 'ram' : 'file',
+        params, mode, 'device-type': devtype, type: disk.target.startsWith('ram:') ? 'ram' : 'file',
         removable: devtype === 'cdrom' ? '1' : '0', dev: disk.vdev, ...(disk.size !== undefined ? { size: String(disk.size) } : {}),
       },
       frontendKeys: { 'virtual-device': String(devid), 'device-type': devtype },
     });
+    if (!r.ok) await this.unplugDiskDevice(domid, devid);
     check(r, `attach ${disk.vdev} to d${domid}`);
     return devid;
+  }
+
+  /** The DMA block controller for a `ram:` disk, plugged in and driven by dom0; returns the vbd's params (dma:NAME). */
+  private async plugDiskDevice(domid: number, devid: number, target: string, dev: NonNullable<DiskAttach['device']>): Promise<string> {
+    const d0 = this.dom0;
+    if (d0 === undefined) throw new Error('attachDisk: no dom0 to drive the disk controller');
+    if (!target.startsWith('ram:')) throw new Error(`attachDisk: a disk served by a DMA controller needs a ram:SIZE medium, got ${target}`);
+    const bytes = parseRamSize(target.slice(4));
+    if (bytes === null || bytes === 0 || bytes % 512 !== 0) throw new Error(`attachDisk: ${target}: expected ram:SIZE of whole 512-byte sectors (e.g. ram:64M)`);
+    const key = `${domid}/${devid}`;
+    if (this.diskDevices.has(key)) throw new Error(`attachDisk: d${domid} already has a disk controller for devid ${devid}`);
+    const dma: DmaConfig = typeof dev.dma === 'string' ? ({ kind: dev.dma } as DmaConfig) : dev.dma;
+    const name = `vbd-${domid}-${devid}`;
+    // blkback offers up to 256 indirect segments: one request must fit one controller descriptor.
+    const device = await this.devices.add({
+      kind: 'dma-disk', name, owner: 0, mode: dev.iommu ?? (dma.kind === 'iommu' ? 'explicit' : 'passthrough'), sectors: bytes / 512, maxSegs: 256,
+    });
+    const a = await d0.attachVbdDmaDisk(device.info, dma, { entries: 32, maxSegs: 256 });
+    if (!a.ok) {
+      await this.devices.remove(device);
+      throw new Error(`attachDisk: dom0 cannot drive the disk controller through the ${dma.kind} DMA API: ${a.error}`);
+    }
+    this.diskDevices.set(key, device);
+    return `dma:${name}`;
+  }
+
+  private async unplugDiskDevice(domid: number, devid: number): Promise<void> {
+    const key = `${domid}/${devid}`;
+    const device = this.diskDevices.get(key);
+    if (device === undefined) return;
+    this.diskDevices.delete(key);
+    await this.devices.remove(device);
   }
 
   /** [detachDisk domid devid] unplugs the vbd as xl block-detach does: Closing, then the directories go. */
@@ -344,6 +404,7 @@ export class Machine {
       await new Promise((r) => setTimeout(r, 5));
     }
     check(await d0.removeDeviceDirs(id), 'remove device directories');
+    await this.unplugDiskDevice(domid, devid);
   }
 
   /**
