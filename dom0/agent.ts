@@ -25,7 +25,7 @@ import type { DeviceInfo } from '../hypervisor/iommu.ts';
 import { createDmaApi, type DmaConfig } from './dma/create-dma.ts';
 import { describeDmaError, type DmaCounters } from './dma/dma-api.ts';
 import { NicPort, describeNicPortError, type NicPortCounters, type NicPortOptions } from './net/nic-port.ts';
-import { attachVbdDmaDisk } from './vbd.ts';
+import { attachVbdDmaDisk, dmaDiskStats } from './vbd.ts';
 import type { DiskDriverOptions } from './dma/disk-driver.ts';
 
 /** One netback interface (vif<domid>.<devid>) as dom0 sees it. */
@@ -137,6 +137,9 @@ export class Dom0Agent extends GuestAgent {
     const r = attachVbdDmaDisk(this.k, device, cfg, opts);
     return r.ok ? r : { ok: false, error: r.error };
   }
+
+  /** The DMA disks dom0 drives: which vbd each serves and its DMA API's counters (maps, bounces, hypercalls, ...). */
+  vbdDmaStats(): { name: string; user: string | null; dma: DmaCounters }[] { return dmaDiskStats(this.k); }
 
   /** Block backends served here: xentop's VBD counters per device ("<frontDom>/<devid>"). */
   vbdStats(): { key: string; frontDom: number; devid: number; counters: BlkbackCounters }[] {

@@ -19,7 +19,7 @@ import { FileDisk } from './devices/disk-store-file.ts';
 import { DiskStoreStorage, PrivateRamMedium, PrivateRamStorage, type BlkStorage } from './blkback/storage.ts';
 import { DmaDiskStorage } from './blkback/dma-storage.ts';
 import { createDmaApi, type DmaConfig } from './dma/create-dma.ts';
-import { describeDmaError } from './dma/dma-api.ts';
+import { describeDmaError, type DmaCounters } from './dma/dma-api.ts';
 import { DmaDiskDriver, describeDiskDriverError, type DiskDriverOptions } from './dma/disk-driver.ts';
 import type { DeviceInfo } from '../hypervisor/iommu.ts';
 import { blkbackDriver, type BlkbackDriver, type BlkbackDriverOptions, type BlkbackParams } from './blkback/xenbus.ts';
@@ -118,6 +118,11 @@ export function attachVbdDmaDisk(k: DomainKernel, device: DeviceInfo, cfg: DmaCo
   if (!drv.ok) return err(describeDiskDriverError(drv.error));
   reg.set(device.name, { driver: drv.value, user: null });
   return ok(drv.value.sectors);
+}
+
+/** [dmaDiskStats k] is each DMA disk dom0 drives: the vbd it serves ("<frontDom>/<devid>" or null) and its DMA API's counters. */
+export function dmaDiskStats(k: DomainKernel): { name: string; user: string | null; dma: DmaCounters }[] {
+  return [...(dmaDisks.get(k) ?? new Map<string, DmaDiskEntry>()).entries()].map(([name, e]) => ({ name, user: e.user, dma: e.driver.dma.counters() }));
 }
 
 function openDma(k: DomainKernel, id: XenbusDeviceId, params: BlkbackParams, readOnly: boolean): Result<BlkStorage, XenbusHookError> {

@@ -76,7 +76,7 @@ export interface DiskAttach {
    * data (xl's backendtype=phy). Without it a `ram:` disk is emulated in
    * software in dom0 (backendtype=qdisk): blkback copies the data itself.
    */
-  readonly device?: { readonly dma: DmaKind | DmaConfig; readonly iommu?: IommuMode };
+  readonly device?: { readonly dma: DmaKind | DmaConfig; readonly iommu?: IommuMode; readonly lazy?: boolean };
 }
 
 /**
@@ -373,6 +373,7 @@ export class Machine {
     // blkback offers up to 256 indirect segments: one request must fit one controller descriptor.
     const device = await this.devices.add({
       kind: 'dma-disk', name, owner: 0, mode: dev.iommu ?? (dma.kind === 'iommu' ? 'explicit' : 'passthrough'), sectors: bytes / 512, maxSegs: 256,
+      ...(dev.lazy === true ? { lazy: true } : {}),
     });
     const a = await d0.attachVbdDmaDisk(device.info, dma, { entries: 32, maxSegs: 256 });
     if (!a.ok) {
@@ -382,6 +383,9 @@ export class Machine {
     this.diskDevices.set(key, device);
     return `dma:${name}`;
   }
+
+  /** [diskDevice domid devid] is the DMA block controller serving that vbd, if it is a physical disk. */
+  diskDevice(domid: number, devid: number): DeviceHandle | undefined { return this.diskDevices.get(`${domid}/${devid}`); }
 
   private async unplugDiskDevice(domid: number, devid: number): Promise<void> {
     const key = `${domid}/${devid}`;

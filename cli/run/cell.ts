@@ -87,6 +87,50 @@ export function backendCounters(domain: string, vdev: string, before: Readonly<R
   return { domain, device: `${vdev}@blkback`, kind: 'block', per: 'io', ios, totals, per_io: perIo };
 }
 
+/**
+ * [dmaSnapshot m plan domids] reads, for every physical disk of the plan, the
+ * DMA block controller's counters, its IOMMU view's and dom0's DMA API's, by
+ * "domain/vdev" with prefixes ctrl_, iommu_ and dma_.
+ */
+async function dmaSnapshot(m: Machine, plan: CellPlan, domids: ReadonlyMap<string, number>): Promise<Map<string, Record<string, number>>> {
+  const out = new Map<string, Record<string, number>>();
+  const d0 = m.dom0;
+  const apis = d0 === undefined ? [] : await d0.vbdDmaStats();
+  for (const d of plan.domains) {
+    const domid = domids.get(d.name);
+    if (domid === undefined) continue;
+    for (const disk of d.disks) {
+      const dev = disk.device === undefined ? undefined : m.diskDevice(domid, disk.devid);
+      if (dev === undefined) continue;
+      const rec: Record<string, number> = {};
+      const put = (prefix: string, o: object): void => {
+        for (const [k, v] of Object.entries(o)) if (typeof v === 'number') rec[`${prefix}${k}`] = v;
+      };
+      put('ctrl_', await dev.control.counters());
+      put('iommu_', await dev.control.iommu());
+      const api = apis.find((a) => a.name === dev.info.name);
+      if (api !== undefined) put('dma_', api.dma);
+      out.set(`${d.name}/${disk.vdev}`, rec);
+    }
+  }
+  return out;
+}
+
+/** Levels, not counts: keep their value at the end rather than a difference. */
+const LEVELS = new Set(['ctrl_status', 'ctrl_fatalReason', 'iommu_lastStrayMfn', 'iommu_lastStrayOwner']);
+
+/**
+ * [deviceCounters domain vdev before after ios] is what a physical disk's
+ * controller, its IOMMU context and dom0's DMA API did over the workloads
+ * (the device reads `xvda@dma-disk`), per I/O blkback served.
+ */
+export function deviceCounters(domain: string, vdev: string, before: Readonly<Record<string, number>>, after: Readonly<Record<string, number>>, ios: number): IoCounters {
+  const totals: Record<string, number> = {};
+  for (const [k, v] of Object.entries(after)) totals[k] = LEVELS.has(k) ? v : v - (before[k] ?? 0);
+  const perIo = Object.fromEntries(Object.entries(totals).map(([k, v]) => [k, ios > 0 ? v / ios : 0]));
+  return { domain, device: `${vdev}@dma-disk`, kind: 'block', per: 'io', ios, totals, per_io: perIo };
+}
+
 function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -143,7 +187,9 @@ export async function runCell(plan: CellPlan, o: RunCellOptions): Promise<Cell> 
     for (const d of plan.domains) {
       const h = await m.createDomain({ name: d.name, memoryKiB: d.memoryKiB, model: d.model, onCrash: d.onCrash });
       domids.set(d.name, h.domid);
-      for (const disk of d.disks) await m.attachDisk(h.domid, { vdev: disk.vdev, target: disk.target, access: disk.access, devtype: disk.devtype });
+      for (const disk of d.disks) {
+        await m.attachDisk(h.domid, { vdev: disk.vdev, target: disk.target, access: disk.access, devtype: disk.devtype, ...(disk.device !== undefined ? { device: disk.device } : {}) });
+      }
       for (const vif of d.vifs) await m.attachVif(h.domid, vif.attach);
     }
     checkpoint();
@@ -173,6 +219,7 @@ export async function runCell(plan: CellPlan, o: RunCellOptions): Promise<Cell> 
       sampling ??= sample().catch(() => {}).finally(() => { sampling = null; });
     };
     const before = await d0.vbdStats();
+    const dmaBefore = await dmaSnapshot(m, plan, domids);
     await sample().catch(() => {});
     checkpoint();
     poll = setInterval(tick, intervalMs);
@@ -233,6 +280,12 @@ export async function runCell(plan: CellPlan, o: RunCellOptions): Promise<Cell> 
       if (end === undefined) continue;
       const start = before.find((e) => e.frontDom === domid && e.devid === b.devid);
       counters.push(backendCounters(b.domain, b.vdev, start?.counters ?? {}, end.counters));
+    }
+    const dmaAfter = await dmaSnapshot(m, plan, domids);
+    for (const [key, end] of dmaAfter) {
+      const [domain, vdev] = key.split('/') as [string, string];
+      const io = counters.find((c) => c.domain === domain && c.device === `${vdev}@blkback`)?.ios ?? 0;
+      counters.push(deviceCounters(domain, vdev, dmaBefore.get(key) ?? {}, end, io));
     }
     for (const r of recorders.values()) for (const s of [r.read.series(), r.write.series()]) if (s.samples.some((x) => (x.iops ?? 0) > 0)) series.push(s);
 

@@ -18,6 +18,8 @@
 import { statSync } from 'node:fs';
 import type { FioJobSpec } from '../../domU/workloads/fio-engine.ts';
 import type { MemoryModel } from '../../shared/abi/machine.ts';
+import type { IommuMode } from '../../shared/abi/iommu.ts';
+import type { DmaKind } from '../../dom0/dma/dma-api.ts';
 import type { OnCrash } from '../../toolstack/machine.ts';
 import type { DriverOptions } from '../../toolstack/worker-data.ts';
 import type { FioJob } from '../config/fio-job.ts';
@@ -37,6 +39,12 @@ export interface PlannedDisk {
   readonly devtype: 'disk' | 'cdrom';
   /** Capacity in bytes. */
   readonly bytes: number;
+  /**
+   * Served as a physical disk: a DMA block controller dom0 drives through its
+   * DMA API (dma) with the device's IOMMU context (iommu); absent = emulated in
+   * software by dom0 (xl's backendtype=qdisk, and image files).
+   */
+  readonly device?: { readonly dma: DmaKind; readonly iommu: IommuMode; readonly lazy: boolean };
 }
 
 export interface PlannedDomain {
@@ -130,9 +138,14 @@ export function planCell(scenario: Scenario, blkback: BlkbackSettings, opts: Pla
   const unavailable: string[] = [];
   const notes: string[] = [];
   const m = scenario.machine;
-  notes.push(
-    `dom0 dma=${m.dom0.dma}, iommu=${m.dom0.iommu} are recorded, not modelled on the vbd path: blkback reads and writes guest pages through grants straight into the disk store, not through dom0's DMA API`,
-  );
+  // A physical disk's controller: dom0's DMA API as configured, and the device's IOMMU context
+  // (an explicit one for the iommu API, lazy or strict invalidation; otherwise Xen's dom0-iommu mode).
+  const physical = {
+    dma: m.dom0.dma,
+    iommu: (m.dom0.dma === 'iommu' ? 'explicit' : m.dom0.iommu === 'off' ? 'passthrough' : m.dom0.iommu === 'lazy' ? 'strict' : m.dom0.iommu) as IommuMode,
+    lazy: m.dom0.iommu === 'lazy',
+  };
+  let softwareDisks = 0;
 
   // Streams get seeds after the block workloads' (workloadSeed(seed, i) for block[i]).
   const net = planNetwork(scenario.domains, scenario.network, (i) => workloadSeed(scenario.seed, scenario.block.length + i));
@@ -184,12 +197,32 @@ export function planCell(scenario: Scenario, blkback: BlkbackSettings, opts: Pla
         errors.push(`${where}: ${bytes} bytes is not a whole number of 512-byte sectors`);
         continue;
       }
-      const disk: PlannedDisk = { vdev: s.vdev, devid: s.devid, target: s.target, access: s.readwrite && s.access === 'rw' ? 'w' : 'r', devtype: s.devtype, bytes };
+      // xl's backendtype: phy is a physical disk (here: a RAM medium behind the DMA block
+      // controller), qdisk is emulated in software; left automatic, a ram: disk is physical and an
+      // image file is emulated, as libxl picks qdisk for plain files.
+      if (s.backendtype === 'phy' && s.ram === null) {
+        errors.push(`${where}: backendtype=phy: a physical disk here is a RAM medium behind the DMA block controller; give target=ram:SIZE, or backendtype=qdisk for an image file`);
+        continue;
+      }
+      if (s.backendtype === 'standalone' || s.backendtype === 'tap') {
+        errors.push(`${where}: backendtype=${s.backendtype}: xensim serves phy (a DMA block controller) and qdisk (emulated in software) disks`);
+        continue;
+      }
+      const isPhysical = s.ram !== null && s.backendtype !== 'qdisk';
+      if (!isPhysical) softwareDisks++;
+      const disk: PlannedDisk = {
+        vdev: s.vdev, devid: s.devid, target: s.target, access: s.readwrite && s.access === 'rw' ? 'w' : 'r', devtype: s.devtype, bytes,
+        ...(isPhysical ? { device: physical } : {}),
+      };
       diskOf.set(`${c.name}/${s.devid}`, disk);
       if (pagesOk) disks.push(disk);
       else notHere.add(`${c.name}/${s.devid}`);
     }
     domains.push({ name: c.name, type: c.type, memoryKiB: c.memory * 1024, model: c.memory_model, onCrash: onCrashOf(c.on_crash), disks, vifs: net.vifs.get(c.name) ?? [] });
+  }
+
+  if (softwareDisks > 0) {
+    notes.push(`${softwareDisks} disk(s) emulated in software (image files, backendtype=qdisk): blkback moves their data itself; dom0 dma=${m.dom0.dma}, iommu=${m.dom0.iommu} apply to the physical (ram:) disks`);
   }
 
   const block: PlannedBlock[] = [];

@@ -77,6 +77,14 @@ describe('xensim bench (real machines, tiny size)', function () {
       expect(write?.xensim.verify?.verified_sectors).to.be.greaterThan(0);
     }
     expect(cell.xentop?.domains.map((d) => d.name)).to.deep.equal(['Domain-0', 'domu1', 'domu2']);
+    // The disks are physical: a DMA block controller each, driven through dom0's swiotlb DMA API, no fault, no stray DMA.
+    for (const d of ['domu1', 'domu2']) {
+      const dev = cell.counters.find((c) => c.domain === d && c.device === 'xvda@dma-disk')!;
+      expect(dev.ios).to.be.greaterThan(0);
+      expect(dev.totals['ctrl_reads']! + dev.totals['ctrl_writes']!).to.be.at.least(dev.ios);
+      expect(dev.totals['dma_maps']).to.be.greaterThan(0);
+      expect([dev.totals['ctrl_dmaFaults'], dev.totals['iommu_strayDma']]).to.deep.equal([0, 0]);
+    }
     // The stream: iperf3's shape, every byte arrived and checked, per-packet counters of both vifs.
     expect(cell.network).to.have.length(1);
     const n = cell.network[0]!;

@@ -45,7 +45,8 @@ describe('xensim run: planning a cell', () => {
       ['b', 16 * 1024, 'vp', 'preserve'],
       ['c', 32 * 1024, 'pm', 'destroy'],
     ]);
-    expect(plan.domains[0]?.disks).to.deep.equal([{ vdev: 'xvda', devid: 51712, target: 'ram:8M', access: 'w', devtype: 'disk', bytes: 8 << 20 }]);
+    // A ram: disk is physical by default: the DMA controller, through dom0's default DMA API (x86 PV: swiotlb, no IOMMU).
+    expect(plan.domains[0]?.disks).to.deep.equal([{ vdev: 'xvda', devid: 51712, target: 'ram:8M', access: 'w', devtype: 'disk', bytes: 8 << 20, device: { dma: 'swiotlb', iommu: 'passthrough', lazy: false } }]);
     expect(plan.domains[1]?.disks).to.deep.equal([{ vdev: 'xvdb', devid: 51728, target: '/img/b.raw', access: 'r', devtype: 'disk', bytes: 4 << 20 }]);
     expect(plan.dom0Drivers).to.deep.equal({ blkback: { mode: 'persistent' } });
     expect(plan.unavailable).to.deep.equal([]);
@@ -148,6 +149,33 @@ network:
     expect(plan.network[0]!.spec).to.deep.equal({ protocol: 'tcp', length: 128 * 1024, parallel: 1, time: 1 });
   });
 
+  it('serves ram: disks as physical disks through dom0\'s DMA API and IOMMU setting, image files and qdisk in software', () => {
+    const s = scenario(`machine: { dom0: { dma: iommu, iommu: lazy } }
+domains:
+  - xl: |
+      name = "g"
+      disk = [ 'ram:4M,,xvda', 'backendtype=qdisk, vdev=xvdb, target=ram:4M', '/img/a.raw,,xvdc', 'backendtype=phy, vdev=xvdd, target=/img/a.raw', 'backendtype=tap, vdev=xvde, target=ram:1M' ]
+`);
+    const { plan, errors } = planCell(s, BLKBACK_DEFAULTS, { imageSize: images({ '/img/a.raw': 1 << 20 }) });
+    expect(errors).to.deep.equal([
+      "g: disk xvdd (`backendtype=phy, vdev=xvdd, target=/img/a.raw'): backendtype=phy: a physical disk here is a RAM medium behind the DMA block controller; give target=ram:SIZE, or backendtype=qdisk for an image file",
+      "g: disk xvde (`backendtype=tap, vdev=xvde, target=ram:1M'): backendtype=tap: xensim serves phy (a DMA block controller) and qdisk (emulated in software) disks",
+    ]);
+    expect(plan.domains[0]!.disks.map((d) => [d.vdev, d.device ?? null])).to.deep.equal([
+      ['xvda', { dma: 'iommu', iommu: 'explicit', lazy: true }],
+      ['xvdb', null],
+      ['xvdc', null],
+    ]);
+    expect(plan.notes.join('\n')).to.contain('2 disk(s) emulated in software (image files, backendtype=qdisk)');
+    const t = planCell(scenario(`machine: { dom0: { dma: swiotlb, iommu: strict } }
+domains:
+  - xl: |
+      name = "g"
+      disk = [ 'ram:4M,,xvda' ]
+`), BLKBACK_DEFAULTS);
+    expect(t.plan.domains[0]!.disks[0]!.device).to.deep.equal({ dma: 'swiotlb', iommu: 'strict', lazy: false });
+  });
+
   it('refuses a second stream through a vif already in one (its iperf endpoint owns the vif)', () => {
     const s = scenario(`domains:
   - xl: |
@@ -219,8 +247,7 @@ domains:
       vif = [ '' ]
 `);
     const { plan } = planCell(s, BLKBACK_DEFAULTS);
-    expect(plan.notes.join('\n')).to.contain('dom0 dma=iommu, iommu=strict are recorded, not modelled on the vbd path')
-      .and.contain('g: maxmem=64 is recorded, not modelled')
+    expect(plan.notes.join('\n')).to.contain('g: maxmem=64 is recorded, not modelled')
       .and.contain('g: vcpus=4 is recorded');
     // A vif with no stream is still attached, as xl would.
     expect(plan.domains[0]?.vifs.map((v) => v.ip)).to.deep.equal(['10.0.0.1']);
