@@ -368,6 +368,7 @@ export class BlkbackRing {
   /** Consumption stopped for lack of a pending request or storage slot (oo). */
   private stalled = false;
   /** We stopped consuming without re-arming req_event (oo stall or barrier): a completion must resume us. */
+  /** Stalled for requests or storage room; a completion on any ring of the device resumes it. */
   private parked = false;
   /** A WRITE_BARRIER waiting for earlier requests to drain, or running. */
   private barrier: PendingReq | null = null;
@@ -942,7 +943,9 @@ export class BlkbackRing {
       if (this.processing) return;
       this.flushCompletions();
       this.maybeStartBarrier();
-      if (this.parked && !this.dead) this.kickProcessing();
+      // The storage queue is the device's, shared by its rings: a completion here frees room a
+      // sibling ring may be parked on (it stalled when the queue was full), not only this one.
+      for (const r of this.dev.rings) if (r.parked && !r.dead) r.kickProcessing();
     });
   }
 

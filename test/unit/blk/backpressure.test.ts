@@ -60,6 +60,23 @@ describe('backpressure (one thread)', function () {
     expect(g.k.gnttab.freeCount).to.equal(512 - 8 - 1); // every data grant revoked and freed
   });
 
+  it('resumes every ring parked on a full storage queue when another ring\'s I/O completes (the queue is the device\'s)', async () => {
+    w = await BlkWorld.create();
+    const g = await w.addGuest(1, { maxQueues: 4 });
+    const storage = new GatedStorage(new DiskStoreStorage(w.dom0.mem, new RamDisk({ sectors: 16384 })), 2);
+    const dev = await w.addDisk(g, XVDA, { storage });
+    expect(dev.queues.length).to.equal(4);
+    storage.hold = true;
+    const ps = Array.from({ length: 64 }, (_, i) => dev.write(i * 8, pattern(4096, i + 7)));
+    await w.until(() => storage.heldCount === 2 || undefined, 'the storage queue full');
+    for (let i = 0; i < 10; i++) await new Promise<void>((r) => setImmediate(r));
+    expect(w.backDevice(1)!.snapshot().oo_req).to.be.greaterThan(0);
+    // Only the ring whose I/O completes is interrupted; its siblings parked on the shared queue must resume too.
+    storage.hold = false;
+    storage.release();
+    expect(await w.within(Promise.all(ps), 'writes on every ring')).to.deep.equal(new Array(64).fill('ok'));
+  });
+
   it('stops consuming when its storage queue is full (oo_req) and resumes on completion, losing nothing', async () => {
     w = await BlkWorld.create();
     const g = await w.addGuest(1, { maxQueues: 1 });
