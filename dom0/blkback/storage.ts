@@ -130,46 +130,17 @@ export interface DiskStoreStorageOptions {
 }
 
 /**
- * [DiskStoreStorage mem disk] is the software-emulated disk: ios queue on
- * submit and run in kick(), synchronously on the DiskStore, each completing
- * as it finishes. Data moves medium → private staging buffer → dom0 page
- * (reads) or back (writes): the DiskStore API takes private Uint8Arrays and
- * machine memory is reached only through dom0's MMU, so one staging copy is
- * the price of the one-door rule.
+ * [SynchronousStorage] is the queue every software storage shares: submit()
+ * queues, kick() executes what is queued in order on the caller's thread and
+ * completes each io before the next (blk_finish_plug on a RAM disk). A
+ * completion may submit and kick again (blkback refilling its ring): the
+ * running loop picks those up, so kick() never recurses.
  */
-export class DiskStoreStorage implements BlkStorage {
-  readonly sectors: number;
-  readonly readOnly: boolean;
-  readonly sectorSize = SECTOR_SIZE;
-  readonly physicalSectorSize: number;
-  readonly features: BlkStorageFeatures;
-  readonly maxInflight: number;
+abstract class SynchronousStorage {
   private readonly queue: BlkStorageIo[] = [];
   private head = 0;
   private running = false;
-  private staging: Uint8Array;
-  private readonly maxIoBytes: number;
   private outstanding = 0;
-  /** Segments that faulted in dom0's MMU (a blkback bug, never a guest's doing). */
-  faults = 0;
-
-  constructor(
-    private readonly mem: DomainMemory,
-    readonly disk: DiskStore,
-    opts: DiskStoreStorageOptions = {},
-  ) {
-    this.sectors = disk.sectors;
-    this.readOnly = disk.readOnly;
-    this.physicalSectorSize = opts.physicalSectorSize ?? SECTOR_SIZE;
-    this.features = {
-      flush: opts.flush ?? true,
-      discard: (opts.discard ?? true) && !disk.readOnly,
-      discardSecure: false,
-    };
-    this.maxInflight = opts.maxInflight ?? 4096;
-    this.maxIoBytes = opts.maxIoBytes ?? (1 << 20) + 44 * 1024;
-    this.staging = new Uint8Array(64 * 1024);
-  }
 
   get inflight(): number { return this.outstanding; }
 
@@ -179,7 +150,6 @@ export class DiskStoreStorage implements BlkStorage {
   }
 
   kick(): void {
-    // complete() may submit and kick again (blkback refilling): the outer loop runs those too.
     if (this.running) return;
     this.running = true;
     try {
@@ -198,6 +168,49 @@ export class DiskStoreStorage implements BlkStorage {
     }
   }
 
+  /** Moves io's data; its status. */
+  protected abstract execute(io: BlkStorageIo): BlkStorageStatus;
+}
+
+/**
+ * [DiskStoreStorage mem disk] is the software-emulated disk: ios queue on
+ * submit and run in kick(), synchronously on the DiskStore, each completing
+ * as it finishes. Data moves medium → private staging buffer → dom0 page
+ * (reads) or back (writes): the DiskStore API takes private Uint8Arrays and
+ * machine memory is reached only through dom0's MMU, so one staging copy is
+ * the price of the one-door rule.
+ */
+export class DiskStoreStorage extends SynchronousStorage implements BlkStorage {
+  readonly sectors: number;
+  readonly readOnly: boolean;
+  readonly sectorSize = SECTOR_SIZE;
+  readonly physicalSectorSize: number;
+  readonly features: BlkStorageFeatures;
+  readonly maxInflight: number;
+  private staging: Uint8Array;
+  private readonly maxIoBytes: number;
+  /** Segments that faulted in dom0's MMU (a blkback bug, never a guest's doing). */
+  faults = 0;
+
+  constructor(
+    private readonly mem: DomainMemory,
+    readonly disk: DiskStore,
+    opts: DiskStoreStorageOptions = {},
+  ) {
+    super();
+    this.sectors = disk.sectors;
+    this.readOnly = disk.readOnly;
+    this.physicalSectorSize = opts.physicalSectorSize ?? SECTOR_SIZE;
+    this.features = {
+      flush: opts.flush ?? true,
+      discard: (opts.discard ?? true) && !disk.readOnly,
+      discardSecure: false,
+    };
+    this.maxInflight = opts.maxInflight ?? 4096;
+    this.maxIoBytes = opts.maxIoBytes ?? (1 << 20) + 44 * 1024;
+    this.staging = new Uint8Array(64 * 1024);
+  }
+
   close(): void {
     this.disk.close();
   }
@@ -212,7 +225,7 @@ export class DiskStoreStorage implements BlkStorage {
     return this.staging;
   }
 
-  private execute(io: BlkStorageIo): BlkStorageStatus {
+  protected execute(io: BlkStorageIo): BlkStorageStatus {
     switch (io.op) {
       case 'flush':
         return this.features.flush ? (this.disk.flush().ok ? 'ok' : 'error') : 'eopnotsupp';
@@ -328,7 +341,7 @@ export interface Dom0RamStorageOptions {
  * Every access goes through dom0's MMU: a page dom0 may not touch faults
  * and fails the request.
  */
-export class Dom0RamStorage implements BlkStorage {
+export class Dom0RamStorage extends SynchronousStorage implements BlkStorage {
   readonly sectors: number;
   readonly readOnly: boolean;
   readonly sectorSize = SECTOR_SIZE;
@@ -340,13 +353,11 @@ export class Dom0RamStorage implements BlkStorage {
   private readonly onClose: (() => void) | undefined;
   /** medium.pages, kept here for the data path. */
   private readonly pages: Int32Array;
-  private readonly queue: BlkStorageIo[] = [];
-  private running = false;
-  private outstanding = 0;
   private closed = false;
   faults = 0;
 
   constructor(private readonly k: Dom0RamHost, opts: Dom0RamStorageOptions) {
+    super();
     if (opts.medium !== undefined) {
       if (opts.medium.host.mem !== k.mem) throw new RangeError('a dom0 RAM medium is served by the domain whose RAM holds it');
       this.medium = opts.medium;
@@ -363,31 +374,8 @@ export class Dom0RamStorage implements BlkStorage {
     this.pages = this.medium.pages;
   }
 
-  get inflight(): number { return this.outstanding; }
   /** Disk pages holding data. */
   get allocatedPages(): number { return this.medium.allocatedPages; }
-
-  submit(io: BlkStorageIo): void {
-    this.outstanding++;
-    this.queue.push(io);
-  }
-
-  kick(): void {
-    if (this.running) return;
-    this.running = true;
-    try {
-      // complete() may submit and kick again (blkback refilling): this loop runs those too.
-      for (let i = 0; i < this.queue.length; i++) {
-        const io = this.queue[i] as BlkStorageIo;
-        const st = this.execute(io);
-        this.outstanding--;
-        io.complete(st);
-      }
-      this.queue.length = 0;
-    } finally {
-      this.running = false;
-    }
-  }
 
   close(): void {
     if (this.closed) return;
@@ -396,7 +384,7 @@ export class Dom0RamStorage implements BlkStorage {
     this.onClose?.();
   }
 
-  private execute(io: BlkStorageIo): BlkStorageStatus {
+  protected execute(io: BlkStorageIo): BlkStorageStatus {
     if (this.closed || this.medium.isReleased) return 'error';
     switch (io.op) {
       case 'flush': return 'ok';
@@ -534,7 +522,7 @@ export interface PrivateRamStorageOptions {
  * request then cost dom0 ~35 % more CPU than with a contiguous medium side.
  * A page dom0 may not touch faults and fails the request.
  */
-export class PrivateRamStorage implements BlkStorage {
+export class PrivateRamStorage extends SynchronousStorage implements BlkStorage {
   readonly sectors: number;
   readonly readOnly: boolean;
   readonly sectorSize = SECTOR_SIZE;
@@ -543,13 +531,11 @@ export class PrivateRamStorage implements BlkStorage {
   readonly maxInflight: number;
   private readonly chunks: (Uint8Array | null)[];
   private readonly onClose: (() => void) | undefined;
-  private readonly queue: BlkStorageIo[] = [];
-  private running = false;
-  private outstanding = 0;
   private closed = false;
   faults = 0;
 
   constructor(private readonly mem: DomainMemory, readonly medium: PrivateRamMedium, opts: PrivateRamStorageOptions = {}) {
+    super();
     this.sectors = medium.sectors;
     this.readOnly = opts.readOnly ?? false;
     this.features = { flush: true, discard: !this.readOnly, discardSecure: false };
@@ -558,29 +544,6 @@ export class PrivateRamStorage implements BlkStorage {
     this.onClose = opts.onClose;
   }
 
-  get inflight(): number { return this.outstanding; }
-
-  submit(io: BlkStorageIo): void {
-    this.outstanding++;
-    this.queue.push(io);
-  }
-
-  kick(): void {
-    if (this.running) return;
-    this.running = true;
-    try {
-      // complete() may submit and kick again (blkback refilling): this loop runs those too.
-      for (let i = 0; i < this.queue.length; i++) {
-        const io = this.queue[i] as BlkStorageIo;
-        const st = this.execute(io);
-        this.outstanding--;
-        io.complete(st);
-      }
-      this.queue.length = 0;
-    } finally {
-      this.running = false;
-    }
-  }
 
   close(): void {
     if (this.closed) return;
@@ -588,7 +551,7 @@ export class PrivateRamStorage implements BlkStorage {
     this.onClose?.();
   }
 
-  private execute(io: BlkStorageIo): BlkStorageStatus {
+  protected execute(io: BlkStorageIo): BlkStorageStatus {
     if (this.closed || this.medium.isReleased) return 'error';
     switch (io.op) {
       case 'flush': return 'ok';
