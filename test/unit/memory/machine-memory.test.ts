@@ -51,6 +51,21 @@ describe('MachineMemory', () => {
     expect(m.equal(A(4096), A(3 * 4096), 5000)).to.equal(true);
   });
 
+  it('copies small ranges as memmove does: apart, overlapping either way, unaligned', () => {
+    const m = MachineMemory.create({ memBytes: 4 << 20, pageSize: 4096 });
+    const ref = new Uint8Array(8192);
+    const fill = () => { for (let i = 0; i < ref.length; i++) ref[i] = (i * 7 + 3) & 0xff; m.copyIn(A(0), ref); };
+    const cases: [number, number, number][] = [[0, 4096, 128], [256, 128, 256], [128, 256, 256], [4, 0, 200], [0, 4, 200], [1, 4097, 127], [4000, 4200, 256], [0, 1024, 260]];
+    for (const [dst, src, len] of cases) {
+      fill();
+      m.copy(A(dst), A(src), len);
+      ref.copyWithin(dst, src, src + len);
+      const got = new Uint8Array(8192);
+      m.copyOut(A(0), got);
+      expect(Buffer.compare(got, ref), `copy ${len} bytes from ${src} to ${dst}`).to.equal(0);
+    }
+  });
+
   it('can be a 4 GiB machine when asked', function () {
     this.timeout(30000);
     const m = MachineMemory.create({ memBytes: 4 * 1024 ** 3, pageSize: 4096 });
