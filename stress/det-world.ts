@@ -38,6 +38,7 @@ import { Scheduler, TracingHypercaller, type VCpu } from './scheduler.ts';
 import type { GuestSpec, StressConfig } from './config.ts';
 import { VSTRESS_DEVID, VSTRESS_TYPE } from './vstress.ts';
 import { vbdDeviceSpec } from './blk-plugin.ts';
+import { NetPeers, stepTimers, vifDeviceSpec } from './net-plugin.ts';
 import { XsProber } from './xs-view.ts';
 import { newDomainBooks, type DomainBooks, type DomainView, type GrantEntryIssue, type P2mIssue, type WorldView, type XenstoreView } from './view.ts';
 
@@ -86,6 +87,10 @@ export class DetWorld implements InjectionTarget {
   readonly gone: GuestNode[] = [];
   readonly fired = new Map<InjectorName, number>();
   created = 0;
+  /** The stress network's directory of guests and frame counts (net-plugin.ts). */
+  readonly netPeers = new NetPeers();
+  /** The network drivers run (asked for, or a netback mutant needs them). */
+  readonly netOn: boolean;
   destroyed = 0;
   private pendingCleanups = 0;
   private booted = false;
@@ -98,6 +103,7 @@ export class DetWorld implements InjectionTarget {
     this.mem = MachineMemory.create({ memBytes: cfg.memBytes, pageSize: 4096 });
     const hvOpts = { seed: cfg.seed };
     this.hv = mutant?.hypervisor?.(this.mem, hvOpts) ?? new Hypervisor(this.mem, hvOpts);
+    this.netOn = cfg.net || mutant?.net !== undefined;
     this.toolstack = this.sched.addVcpu('xl');
     this.dom0 = this.buildDom0();
     this.prober = new XsProber(this.dom0.xenstored);
@@ -151,6 +157,7 @@ export class DetWorld implements InjectionTarget {
     const stress = new Dom0Stress(host, xs, {
       backMutant: this.mutant?.back, echoMutant: this.mutant?.echo, stormMutant: this.mutant?.storm,
       blk: this.cfg.blk ? { mutant: this.mutant?.blk, clock: () => this.sched.step } : undefined,
+      net: this.netOn ? { schedule: (fn) => this.sched.defer(vcpu, 'net-loop', fn), timers: stepTimers(host), mutant: this.mutant?.net } : undefined,
     });
     return { k, vcpu, host, books, xenstored, xs, stress, rings: new Map() };
   }
@@ -208,6 +215,7 @@ export class DetWorld implements InjectionTarget {
     const gs = new GuestStress(host, xsf.client, {
       hostile: spec.hostile, frontMutant: this.mutant?.front, oracle: this.oracle, depth: this.cfg.depth, quota: this.cfg.quota,
       blk: this.cfg.blk ? { persistent: this.cfg.blkPersistent } : undefined,
+      net: this.netOn ? this.netPeers : undefined,
     });
     let die!: () => void;
     const died = new Promise<'died'>((r) => { die = () => r('died'); });
@@ -227,6 +235,11 @@ export class DetWorld implements InjectionTarget {
     if (gs.blk !== undefined) {
       const vbd = await createDeviceDirs(xs, vbdDeviceSpec(domid));
       if (!vbd.ok) throw new Error(`createDeviceDirs vbd d${domid}: ${JSON.stringify(vbd.error)}`);
+      if (!node.alive) return;
+    }
+    if (gs.net !== undefined) {
+      const vif = await createDeviceDirs(xs, vifDeviceSpec(domid));
+      if (!vif.ok) throw new Error(`createDeviceDirs vif d${domid}: ${JSON.stringify(vif.error)}`);
       if (!node.alive) return;
     }
     this.dom0.stress.bindPing(domid, gs.offerPing());
@@ -257,6 +270,7 @@ export class DetWorld implements InjectionTarget {
     await xs.rm(`/local/domain/${domid}`);
     await removeDeviceDirs(xs, { type: VSTRESS_TYPE, frontDom: asDomId(domid), backDom: asDomId(0), devid: VSTRESS_DEVID });
     if (this.cfg.blk) await removeDeviceDirs(xs, vbdDeviceSpec(domid));
+    if (this.netOn) await removeDeviceDirs(xs, vifDeviceSpec(domid));
   }
 
   // ---------------------------------------------------------------- lifecycle

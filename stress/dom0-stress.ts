@@ -11,6 +11,7 @@ import type { XenbusBus } from '../shared/xenbus/device.ts';
 import type { XsHandle } from '../shared/xenbus/xs-handle.ts';
 import { EchoService, StormSink, type EchoMutant, type StormMutant } from './events.ts';
 import { BlkStressBackend, type BlkBackendOptions } from './blk-plugin.ts';
+import { NetStressBackend, type NetBackendOptions } from './net-plugin.ts';
 import type { StressHost } from './host.ts';
 import { VSTRESS_TYPE, VstressBack, VstressDisks, type BackMutant } from './vstress.ts';
 
@@ -27,6 +28,8 @@ export interface Dom0StressOptions {
   readonly stormMutant?: StormMutant;
   /** Serve guests' vbds with the real blkback too (blk-plugin.ts). */
   readonly blk?: BlkBackendOptions;
+  /** Serve guests' vifs with the real netback too (net-plugin.ts). */
+  readonly net?: NetBackendOptions;
 }
 
 export class Dom0Stress {
@@ -42,17 +45,20 @@ export class Dom0Stress {
   /** Devices ("vstress/1/0", "vbd/1/51712") connected before the last restart and not connected again since. */
   private readonly recovering = new Set<string>();
   readonly blk: BlkStressBackend | undefined;
+  readonly net: NetStressBackend | undefined;
 
   constructor(readonly host: StressHost, private readonly xs: XsHandle, private readonly opts: Dom0StressOptions = {}) {
     this.blk = opts.blk === undefined ? undefined : new BlkStressBackend(host, xs, opts.blk);
+    this.net = opts.net === undefined ? undefined : new NetStressBackend(host, xs, opts.net);
   }
 
   /** Grant mappings held by dom0's drivers that keep their own count (blkback); added to dom0's books. */
-  driverMappings(): number { return this.blk?.mappings() ?? 0; }
+  driverMappings(): number { return (this.blk?.mappings() ?? 0) + (this.net?.mappings() ?? 0); }
 
   /** Starts the vstress backend bus on /local/domain/0/backend/vstress, and blkback when asked. */
   async startBackends(): Promise<boolean> {
     if (this.blk !== undefined && !(await this.blk.start())) return false;
+    if (this.net !== undefined && !(await this.net.start())) return false;
     return this.startVstress();
   }
 
@@ -69,6 +75,7 @@ export class Dom0Stress {
     const out = new Set<string>();
     for (const [rel, d] of this.bus?.registered ?? []) if (d.isConnected) out.add(`${VSTRESS_TYPE}/${rel}`);
     for (const k of this.blk?.connectedDevices() ?? []) out.add(k);
+    for (const k of this.net?.connectedDevices() ?? []) out.add(k);
     return out;
   }
 
@@ -111,7 +118,8 @@ export class Dom0Stress {
       this.restarts++;
       this.host.note('vstress backends restarted');
       const blk = this.blk === undefined || (await this.blk.restart());
-      return (await this.startVstress()) && blk;
+      const net = this.net === undefined || (await this.net.restart());
+      return (await this.startVstress()) && blk && net;
     } finally {
       this.restarting = false;
     }
@@ -145,6 +153,7 @@ export class Dom0Stress {
   async stop(): Promise<void> {
     for (const g of [...this.echoes.keys()]) this.guestGone(g);
     await this.blk?.stop();
+    await this.net?.stop();
     const bus = this.bus;
     this.bus = undefined;
     if (bus !== undefined) {

@@ -15,6 +15,7 @@ import type { XsHandle } from '../shared/xenbus/xs-handle.ts';
 import { PingClient, StormSender } from './events.ts';
 import type { MapOracle, StressHost } from './host.ts';
 import { BlkStressFrontend } from './blk-plugin.ts';
+import { NetStressFrontend, type NetPeers } from './net-plugin.ts';
 import { PageBook, takeBallooned } from './pages.ts';
 import type { StressPlatform } from './platform.ts';
 import { VSTRESS_TYPE, VstressFront, type FrontMutant, type HostileRingAct } from './vstress.ts';
@@ -38,6 +39,8 @@ export interface GuestStressOptions {
   readonly quota: { readonly nodes: number; readonly transactions: number; readonly entrySize: number };
   /** Run blkfront and a verified workload on xvda (well-behaved guests; blk-plugin.ts). */
   readonly blk?: { readonly persistent: boolean };
+  /** Run netfront and a verified UDP exchange with the other guests on this network (well-behaved guests; net-plugin.ts). */
+  readonly net?: NetPeers;
 }
 
 export class GuestStress {
@@ -49,6 +52,7 @@ export class GuestStress {
   private readonly xsWork: XsWorkload | undefined;
   private readonly abuser: XsAbuser | undefined;
   readonly blk: BlkStressFrontend | undefined;
+  readonly net: NetStressFrontend | undefined;
   private busyActs = 0;
 
   constructor(readonly host: StressHost, private readonly xs: XsHandle, private readonly opts: GuestStressOptions) {
@@ -57,6 +61,7 @@ export class GuestStress {
     if (opts.hostile) this.abuser = new XsAbuser(host, xs, opts.quota);
     else this.xsWork = new XsWorkload(host, xs);
     this.blk = opts.blk !== undefined && !opts.hostile ? new BlkStressFrontend(host, xs, opts.depth, opts.blk.persistent) : undefined;
+    this.net = opts.net !== undefined && !opts.hostile ? new NetStressFrontend(host, xs, opts.net) : undefined;
   }
 
   private get k(): DomainKernel { return this.host.k; }
@@ -69,6 +74,7 @@ export class GuestStress {
     const r = await bus.start();
     if (!r.ok) return false;
     if (this.blk !== undefined && !(await this.blk.start())) return false;
+    if (this.net !== undefined && !(await this.net.start())) return false;
     this.xsWork?.start();
     return true;
   }
@@ -227,5 +233,6 @@ export class GuestStress {
   async stop(): Promise<void> {
     await this.bus?.stop();
     await this.blk?.stop();
+    await this.net?.stop();
   }
 }

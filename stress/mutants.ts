@@ -26,6 +26,7 @@ import type { EchoMutant, StormMutant } from './events.ts';
 import type { InjectorName } from './injectors.ts';
 import type { BackMutant, FrontMutant } from './vstress.ts';
 import type { BlkMutant } from './blk-plugin.ts';
+import type { NetMutant } from './net-plugin.ts';
 
 export const MUTANT_NAMES = [
   'hv-forget-maptrack',
@@ -43,6 +44,7 @@ export const MUTANT_NAMES = [
   'xenstored-no-perms',
   'xenstored-no-quota',
   'blkback-ack-before-write',
+  'netback-deliver-twice',
 ] as const;
 export type MutantName = (typeof MUTANT_NAMES)[number];
 
@@ -61,6 +63,8 @@ export interface Mutant {
   readonly storm?: StormMutant;
   /** The real blkback's mutant (the run enables the block drivers). */
   readonly blk?: BlkMutant;
+  /** The real netback's mutant (the run enables the network drivers, deterministic mode). */
+  readonly net?: NetMutant;
 }
 
 // ---------------------------------------------------------------- hypervisors
@@ -235,6 +239,10 @@ export const MUTANTS: readonly Mutant[] = [
   {
     name: 'blkback-ack-before-write', description: 'blkback acknowledges writes before they reach the disk (the issue\'s own mutant, on the real driver)',
     caughtBy: ['acked-writes-read-back'], injectors: [], blk: 'ack-before-write',
+  },
+  {
+    name: 'netback-deliver-twice', description: 'netback puts every packet the bridge sends a guest on its RX ring twice',
+    caughtBy: ['acked-writes-read-back'], injectors: [], net: 'deliver-twice',
   },
 ];
 

@@ -55,6 +55,8 @@ export interface RunReport {
     readonly depth: number;
     /** The real block drivers ran too (and whether with persistent grants). */
     readonly blk?: { readonly persistent: boolean };
+    /** The real network drivers ran too: frames sent, delivered and verified, lost (net-plugin.ts). */
+    readonly net?: { readonly sent: number; readonly delivered: number; readonly lost: number };
   };
   readonly checkers: readonly CheckTally[];
   readonly faults: readonly FaultTally[];
@@ -97,7 +99,7 @@ export function formatReport(r: RunReport, verbose = false): string {
   const out: string[] = [];
   const guests = r.config.guests.map((g) => `${g.name}(${g.model}${g.hostile ? ',hostile' : ''})`).join(' ');
   out.push(`xensim stress: seed ${r.seed}, ${r.mode}${r.mutant !== undefined ? `, mutant ${r.mutant}` : ''}: ${r.ok ? 'OK' : 'FAILED'}`);
-  out.push(`  guests: ${guests}; queue depth ${r.config.depth}; ${r.config.blk === undefined ? 'vstress only' : `vstress and blkfront/blkback (${r.config.blk.persistent ? 'persistent grants' : 'map per request'})`}`);
+  out.push(`  guests: ${guests}; queue depth ${r.config.depth}; ${r.config.blk === undefined ? 'vstress only' : `vstress and blkfront/blkback (${r.config.blk.persistent ? 'persistent grants' : 'map per request'})`}${r.config.net === undefined ? '' : `; netfront/netback: ${r.config.net.delivered} of ${r.config.net.sent} frames delivered and verified, ${r.config.net.lost} lost`}`);
   const s = r.stats;
   out.push(`  ${r.mode === 'deterministic' ? `${s.steps} steps` : `${s.steps} ms`} in ${s.elapsedMs.toFixed(0)} ms: ${s.hypercalls} hypercalls, ${s.ringRequests} ring requests, ${s.pings} pings, ${s.stormEvents} storm events, ${s.xsRequests} xenstore requests, ${s.domainsCreated} domains created, ${s.domainsDestroyed} destroyed, ${s.backendRestarts} backend restarts`);
   if (r.traceHash !== undefined) out.push(`  trace hash ${r.traceHash}`);

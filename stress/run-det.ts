@@ -72,6 +72,7 @@ export async function runDeterministic(cfg: StressConfig, o: DetRunOptions = {})
       guests: cfg.guests.map((g) => ({ name: g.name, model: g.model, hostile: g.hostile })),
       injectors: cfg.injectors, steps: cfg.steps, depth: cfg.depth,
       blk: cfg.blk ? { persistent: cfg.blkPersistent } : undefined,
+      net: w.netOn ? w.netPeers.totals() : undefined,
     },
     checkers: checks.tallies,
     faults: INJECTOR_NAMES.map((n) => ({ name: n, enabled: cfg.injectors.includes(n), fired: w.fired.get(n) ?? 0 })),

@@ -35,6 +35,7 @@ interface StressCliOptions {
   readonly maxRssGrowth?: number;
   readonly faultRate?: number;
   readonly blk?: boolean;
+  readonly net?: boolean;
   readonly verbose?: boolean;
   readonly list?: boolean;
 }
@@ -94,6 +95,7 @@ export async function runStressCommand(o: StressCliOptions, ctx: CliContext): Pr
     hostile: o.hostile,
     faultRate: o.faultRate,
     blk: o.blk,
+    net: o.net,
   };
   if (o.seeds !== undefined) {
     const { runSwarm } = await import('../../stress/swarm.ts');
@@ -145,6 +147,7 @@ export function registerStress(program: Command, ctx: CliContext): void {
     .option('--fault-rate <P>', 'chance per scheduler step (threads: per 10 ms) that an injector fires', positive('--fault-rate', 1, false))
     .option('--blk', 'well-behaved guests also run blkfront against blkback (default: drawn from the seed)')
     .option('--no-blk', 'no real block drivers')
+    .option('--net', 'well-behaved guests also run netfront against netback over bridge xenbr0, exchanging verified UDP frames (deterministic mode only)')
     .option('--jobs <N>', 'pool threads for --seeds', positive('--jobs', 256))
     .option('--max-rss-growth <MiB>', 'threads: fail when resident memory grows more than this from boot to the end (soaks)', positive('--max-rss-growth', 1 << 20))
     .option('-v, --verbose', 'every violation, and a line per seed')
@@ -153,6 +156,11 @@ export function registerStress(program: Command, ctx: CliContext): void {
       if (o.list === true) { ctx.out(listing()); return; }
       if (o.seed !== undefined && o.seeds !== undefined) {
         ctx.err('xensim stress: give --seed or --seeds, not both\n');
+        ctx.exitCode = 1;
+        return;
+      }
+      if (o.net === true && o.deterministic !== true) {
+        ctx.err('xensim stress: --net runs under --deterministic only (the threads workers do not start netback yet)\n');
         ctx.exitCode = 1;
         return;
       }
