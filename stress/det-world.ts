@@ -255,6 +255,7 @@ export class DetWorld implements InjectionTarget {
     this.nodes.delete(g.domid);
     this.gone.push(g);
     this.sched.kill(g.vcpu);
+    this.netPeers.gone(g.domid);
     for (const p of g.books.pings) p.aborted = true;
     for (const w of g.books.workloads) if (!w.done) w.aborted = true;
     const r = this.hv.destroyDomain(g.domid);

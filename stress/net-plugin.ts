@@ -100,6 +100,8 @@ export function stepTimers(host: StressHost): NetTimers {
 export class NetPeers {
   /** Well-behaved guests whose vif is up, by domid. */
   readonly live = new Map<number, NetStressFrontend>();
+  /** [gone domid] the guest was destroyed: nobody sends to it any more. */
+  gone(domid: number): void { this.live.delete(domid); }
   /** sent.get(`${src}>${dst}`): frames accepted by src's netfront for dst. */
   readonly sent = new Map<string, number>();
   readonly received = new Map<string, number>();
@@ -281,6 +283,9 @@ export class NetStressFrontend {
       this.tx.okOps++;
       const key = `${me}>${dst}`;
       this.peers.sent.set(key, (this.peers.sent.get(key) ?? 0) + 1);
+      // The receiver's books count what was sent to it: one that gets none of it fails the progress checker.
+      const peer = this.peers.live.get(dst);
+      if (peer !== undefined) peer.rx.ops++;
       if (p.rng.chance(0.25)) await p.sleep(1 + p.rng.int(20), 'vif:pace');
     }
     this.peers.live.delete(me);
@@ -300,7 +305,6 @@ export class NetStressFrontend {
     const mac = vifMac(me);
     for (let i = 0; i < 6; i++) if (f[ETH.DST + i] !== mac[i]) mine = false;
     if (!mine) return;
-    w.ops++;
     const pl = this.info.payloadOffset;
     const src = get32(f, pl + PAYLOAD.SRC);
     const seq = get32(f, pl + PAYLOAD.SEQ);
