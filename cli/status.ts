@@ -25,6 +25,7 @@ import { err, ok, type Result } from '../shared/result.ts';
 import { StatsCollector, type DeviceStatsSource, type MachineSample, type StatsMachine } from '../toolstack/stats.ts';
 import { xentopFromJson, xentopToJson, type XentopJson } from './report/results.ts';
 import type { XentopSample } from './views/xentop.ts';
+import type { LibxlDomainConfigJson } from '../toolstack/libxl-config.ts';
 
 export const STATUS_FORMAT = 'xensim-status';
 export const STATUS_FORMAT_VERSION = 1;
@@ -47,6 +48,8 @@ export interface StatusDoc {
   readonly prev: { readonly domains: readonly { readonly domid: number; readonly cpu_ns: number }[]; readonly elapsed_us: number } | null;
   /** Domains whose CPU time is measured (the rest show 0). */
   readonly cpu_measured: readonly number[];
+  /** Every domain's configuration as `xl list -l` prints it; absent from writers that do not know it. */
+  readonly configs?: readonly { readonly domid: number; readonly config: LibxlDomainConfigJson }[];
 }
 
 /** [statusPathFor socket] is where the process serving xenstored on `socket` publishes its status. */
@@ -54,7 +57,10 @@ export function statusPathFor(socket: string): string {
   return `${socket}.status.json`;
 }
 
-export function statusDocOf(socket: string, cur: MachineSample, prev: MachineSample | null, time: string, intervalMs: number): StatusDoc {
+export function statusDocOf(
+  socket: string, cur: MachineSample, prev: MachineSample | null, time: string, intervalMs: number,
+  configs?: readonly { readonly domid: number; readonly config: LibxlDomainConfigJson }[],
+): StatusDoc {
   const elapsedUs = prev === null ? 0 : (cur.monoNs - prev.monoNs) / 1000;
   return {
     format: STATUS_FORMAT,
@@ -66,6 +72,7 @@ export function statusDocOf(socket: string, cur: MachineSample, prev: MachineSam
     sample: xentopToJson({ time, node: cur.node, domains: cur.domains }),
     prev: prev === null || !(elapsedUs > 0) ? null : { domains: prev.domains.map((d) => ({ domid: d.domid, cpu_ns: Number(d.cpuNs) })), elapsed_us: elapsedUs },
     cpu_measured: [...cur.cpuMeasured],
+    ...(configs !== undefined ? { configs } : {}),
   };
 }
 
@@ -105,7 +112,7 @@ export function startStatusWriter(machine: StatsMachine, socket: string, log: (l
     if (stopped) return;
     const d = new Date(cur.wallMs);
     const time = [d.getHours(), d.getMinutes(), d.getSeconds()].map((x) => String(x).padStart(2, '0')).join(':');
-    writeFileSync(tmp, `${JSON.stringify(statusDocOf(socket, cur, prev, time, intervalMs))}\n`);
+    writeFileSync(tmp, `${JSON.stringify(statusDocOf(socket, cur, prev, time, intervalMs, machine.domainConfigs?.()))}\n`);
     renameSync(tmp, path); // atomic: readers see the old file or the new one
     prev = cur;
   };

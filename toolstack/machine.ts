@@ -24,6 +24,7 @@ import type { DomainWorkerData, DriverOptions } from './worker-data.ts';
 import type { DeviceDirsSpec } from './devices.ts';
 import { vdevToDevid } from '../cli/config/vdev.ts';
 import { parseRamSize } from '../cli/config/diskspec.ts';
+import { libxlConfigOf, type LibxlDomainConfigJson } from './libxl-config.ts';
 import { parseMac, parseVifRate, randomXenMac, VIF_DEFAULTS, type VifRate, type VifSpec } from '../cli/config/vifspec.ts';
 import { asDomId } from '../shared/types.ts';
 import { DeviceHost, type DeviceHandle } from './device-host.ts';
@@ -237,6 +238,8 @@ export class Machine {
   private readonly vifDirs = new Map<string, DeviceDirsSpec>();
   private deviceHost: DeviceHost | undefined;
   private readonly nics = new Map<string, NicAttached>();
+  /** Disks attached, by "<domid>/<devid>" (for configs and for destroy). */
+  private readonly disks = new Map<string, { readonly domid: number; readonly devid: number; readonly attach: DiskAttach }>();
   /** DMA block controllers serving vbds, by "<domid>/<devid>". */
   private readonly diskDevices = new Map<string, DeviceHandle>();
   /** Crash events seen, for tools and tests. */
@@ -356,6 +359,7 @@ export class Machine {
     });
     if (!r.ok) await this.unplugDiskDevice(domid, devid);
     check(r, `attach ${disk.vdev} to d${domid}`);
+    this.disks.set(`${domid}/${devid}`, { domid, devid, attach: disk });
     return devid;
   }
 
@@ -408,6 +412,7 @@ export class Machine {
       await new Promise((r) => setTimeout(r, 5));
     }
     check(await d0.removeDeviceDirs(id), 'remove device directories');
+    this.disks.delete(`${domid}/${devid}`);
     await this.unplugDiskDevice(domid, devid);
   }
 
@@ -640,11 +645,33 @@ export class Machine {
       this.vifs.delete(`${domid}/${v.devid}`);
       this.vifDirs.delete(`${domid}/${v.devid}`);
     }
+    const disks = [...this.disks.values()].filter((d) => d.domid === domid);
+    for (const d of disks) this.disks.delete(`${domid}/${d.devid}`);
     if (d0 === undefined || domid === 0) return;
     // libxl__devices_destroy: the backends let go of the guest's rings (else it stays a zombie).
     for (const v of vifs) await d0.removeDeviceDirs({ type: 'vif', frontDom: asDomId(domid), backDom: asDomId(v.backendDomid), devid: v.devid });
     await d0.release(domid);
     await d0.xsRm(`/local/domain/${domid}`);
+    // Physical disks: their controllers go once blkback has let go of them.
+    for (const d of disks) await this.unplugDiskDevice(domid, d.devid);
+  }
+
+  /**
+   * [domainConfigs] is every running domain's configuration as `xl list -l`
+   * prints it (libxl_domain_config JSON), from what the toolstack created.
+   */
+  domainConfigs(): { domid: number; config: LibxlDomainConfigJson }[] {
+    return [...this.domains.values()].sort((a, b) => a.domid - b.domid).map((h) => {
+      const spec = this.specs.get(h.domid);
+      return {
+        domid: h.domid,
+        config: libxlConfigOf({
+          name: h.name, memoryKiB: spec?.memoryKiB ?? 0, model: spec?.model ?? 'pm', onCrash: spec?.onCrash ?? 'destroy',
+          disks: [...this.disks.values()].filter((d) => d.domid === h.domid).map((d) => ({ ...d.attach, physical: d.attach.device !== undefined })),
+          nics: this.vifsOf(h.domid).map((v) => ({ devid: v.devid, backendDomid: v.backendDomid, mac: v.mac, bridge: v.bridge, mtu: v.mtu, ...(v.ip !== undefined ? { ip: v.ip } : {}), ...(v.rateKey !== undefined ? { rateKey: v.rateKey } : {}) })),
+        }),
+      };
+    });
   }
 
   domain(domid: number): DomainHandle | undefined { return this.domains.get(domid); }

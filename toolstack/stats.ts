@@ -27,6 +27,7 @@
  * Agents are asked over comlink with a timeout: a domain busy in a long
  * synchronous stretch keeps its last known values instead of stalling the view.
  */
+import type { LibxlDomainConfigJson } from './libxl-config.ts';
 import { availableParallelism } from 'node:os';
 import { readFileSync } from 'node:fs';
 import type { DomainSummary } from '../hypervisor/control.ts';
@@ -66,6 +67,8 @@ export interface StatsMachine {
   domain(domid: number): { readonly agent: unknown } | undefined;
   /** dom0's agent, when it serves netback (Machine.dom0 fits). */
   readonly dom0?: Dom0NetSource | undefined;
+  /** Every domain's configuration as `xl list -l` prints it (Machine.domainConfigs fits). */
+  domainConfigs?(): { domid: number; config: LibxlDomainConfigJson }[];
 }
 
 /** The part of dom0's agent that gives every vif's xentop counters. */

@@ -3,6 +3,10 @@
  * started by `xensim boot` in another process), read from the status file it
  * publishes (cli/status.ts). Boots nothing.
  *
+ * `-l` / `--long` prints what `xl list -l` prints instead: a JSON array of
+ * { domid, config } with each domain's libxl_domain_config (the toolstack's
+ * record of what it created: toolstack/libxl-config.ts).
+ *
  * As xl: with a domain (name or domid) only that domain's row; an unknown name
  * is "NAME is an invalid domain identifier (rc=-6)", an unknown domid
  * "Error: Domain 'N' does not exist." (xl_utils.c find_domain, xl_info.c main_list).
@@ -32,7 +36,11 @@ export function locate(o: StatusLocation): ReturnType<typeof findStatus> {
   return findStatus({ ...(o.status === undefined ? {} : { statusFile: o.status }), ...(o.xenstoreSocket === undefined ? {} : { socket: o.xenstoreSocket }) });
 }
 
-function list(ctx: CliContext, domain: string | undefined, o: StatusLocation): void {
+interface ListOptions extends StatusLocation {
+  readonly long?: boolean;
+}
+
+function list(ctx: CliContext, domain: string | undefined, o: ListOptions): void {
   const where = locate(o);
   if (!where.ok) {
     ctx.err(`${where.error.message}\n`);
@@ -63,6 +71,17 @@ function list(ctx: CliContext, domain: string | undefined, o: StatusLocation): v
       }
     }
   }
+  if (o.long === true) {
+    const configs = st.value.configs;
+    if (configs === undefined) {
+      ctx.err(`${where.value}: this machine's status carries no domain configurations (written by an older xensim); xl list -l needs them\n`);
+      ctx.exitCode = 1;
+      return;
+    }
+    const want = new Set(domains.map((d) => d.domid));
+    ctx.out(`${JSON.stringify(configs.filter((c) => want.has(c.domid)), null, 4)}\n`);
+    return;
+  }
   ctx.out(xlList(domains));
 }
 
@@ -72,6 +91,7 @@ export function registerList(program: Command, ctx: CliContext): void {
     program
       .command('list')
       .description('print the `xl list` table of a running machine (started with `xensim boot`)')
-      .argument('[domain]', 'only this domain (name or domid)'),
-  ).action((domain: string | undefined, o: StatusLocation) => list(ctx, domain, o));
+      .argument('[domain]', 'only this domain (name or domid)')
+      .option('-l, --long', 'print each domain\'s configuration as JSON, as xl list -l does'),
+  ).action((domain: string | undefined, o: ListOptions) => list(ctx, domain, o));
 }

@@ -56,9 +56,13 @@ describe('a vbd on the DMA block controller, across real workers', function () {
         expect(cc.dmaFaults).to.equal(0);
         expect((await disk.control.iommu()).strayDma, 'DMA only into frames dom0 owns or has mapped').to.equal(0);
         expect((await m.hv.reconcile()).ok).to.equal(true);
-        // Unplugging the disk unplugs its controller too.
+        // Unplugging the disk unplugs its controller too; destroying a guest unplugs its disks' controllers.
         await m.detachDisk(g.domid, XVDA);
         expect(m.devices.list.map((d) => d.info.name)).to.not.include(params.slice(4));
+        await m.attachDisk(g.domid, { vdev: 'xvdb', target: 'ram:4M', device: { dma: 'swiotlb' } });
+        expect(m.devices.list).to.have.length(1);
+        await m.destroyDomain(g.domid);
+        expect(m.devices.list).to.deep.equal([]);
       } finally {
         await m.shutdown();
       }

@@ -117,6 +117,19 @@ describe('xensim list and top against a booted machine', function () {
     expect([id.code, id.stderr]).to.deep.equal([1, "Error: Domain '7' does not exist.\n"]);
   });
 
+  it('`xensim list -l` prints each domain\'s configuration as xl list -l does', async () => {
+    const r = await xensim(env, 'list', '-l');
+    expect([r.code, r.stderr]).to.deep.equal([0, '']);
+    type Entry = { domid: number; config: { c_info: { name: string; type: string }; b_info: { max_memkb: number }; disks: unknown[]; nics: unknown[]; on_crash: string } };
+    const all = JSON.parse(r.stdout) as Entry[];
+    expect(all.map((e) => [e.domid, e.config.c_info.name, e.config.c_info.type, e.config.b_info.max_memkb])).to.deep.equal([
+      [0, 'Domain-0', 'pv', 16384], [1, 'guest1', 'pvh', 4096], [2, 'guest2', 'pvh', 4096],
+    ]);
+    expect(all[1]!.config.on_crash).to.equal('destroy');
+    const one = await xensim(env, 'list', '--long', 'guest2');
+    expect((JSON.parse(one.stdout) as Entry[]).map((e) => e.domid)).to.deep.equal([2]);
+  });
+
   it('`xensim top -b -i 2` prints two xentop -b iterations, with the device counters', async () => {
     const r = await xensim(env, 'top', '-b', '-i', '2', '-d', '0.3', '-x');
     expect(r.code, r.stderr).to.equal(0);
