@@ -107,6 +107,7 @@ export class DetWorld implements InjectionTarget {
     this.toolstack = this.sched.addVcpu('xl');
     this.dom0 = this.buildDom0();
     this.prober = new XsProber(this.dom0.xenstored);
+    if (this.netOn) this.netPeers.attachDom0(this.dom0.stress.net, this.dom0.books.workloads);
     this.sched.afterStep = () => this.monitorEvents();
   }
 
@@ -237,7 +238,7 @@ export class DetWorld implements InjectionTarget {
       if (!vbd.ok) throw new Error(`createDeviceDirs vbd d${domid}: ${JSON.stringify(vbd.error)}`);
       if (!node.alive) return;
     }
-    if (gs.net !== undefined) {
+    if (gs.net !== undefined || gs.netHostile !== undefined) {
       const vif = await createDeviceDirs(xs, vifDeviceSpec(domid));
       if (!vif.ok) throw new Error(`createDeviceDirs vif d${domid}: ${JSON.stringify(vif.error)}`);
       if (!node.alive) return;

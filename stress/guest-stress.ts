@@ -15,7 +15,7 @@ import type { XsHandle } from '../shared/xenbus/xs-handle.ts';
 import { PingClient, StormSender } from './events.ts';
 import type { MapOracle, StressHost } from './host.ts';
 import { BlkStressFrontend } from './blk-plugin.ts';
-import { NetStressFrontend, type NetPeers } from './net-plugin.ts';
+import { NetHostileFrontend, NetStressFrontend, type NetPeers } from './net-plugin.ts';
 import { PageBook, takeBallooned } from './pages.ts';
 import type { StressPlatform } from './platform.ts';
 import { VSTRESS_TYPE, VstressFront, type FrontMutant, type HostileRingAct } from './vstress.ts';
@@ -53,6 +53,7 @@ export class GuestStress {
   private readonly abuser: XsAbuser | undefined;
   readonly blk: BlkStressFrontend | undefined;
   readonly net: NetStressFrontend | undefined;
+  readonly netHostile: NetHostileFrontend | undefined;
   private busyActs = 0;
 
   constructor(readonly host: StressHost, private readonly xs: XsHandle, private readonly opts: GuestStressOptions) {
@@ -62,6 +63,7 @@ export class GuestStress {
     else this.xsWork = new XsWorkload(host, xs);
     this.blk = opts.blk !== undefined && !opts.hostile ? new BlkStressFrontend(host, xs, opts.depth, opts.blk.persistent) : undefined;
     this.net = opts.net !== undefined && !opts.hostile ? new NetStressFrontend(host, xs, opts.net) : undefined;
+    this.netHostile = opts.net !== undefined && opts.hostile ? new NetHostileFrontend(host, xs, opts.net) : undefined;
   }
 
   private get k(): DomainKernel { return this.host.k; }
@@ -75,6 +77,7 @@ export class GuestStress {
     if (!r.ok) return false;
     if (this.blk !== undefined && !(await this.blk.start())) return false;
     if (this.net !== undefined && !(await this.net.start())) return false;
+    if (this.netHostile !== undefined && !(await this.netHostile.start())) return false;
     this.xsWork?.start();
     return true;
   }
@@ -234,5 +237,6 @@ export class GuestStress {
     await this.bus?.stop();
     await this.blk?.stop();
     await this.net?.stop();
+    await this.netHostile?.stop();
   }
 }

@@ -28,7 +28,13 @@ import { Netback, type NetbackFrontendInfo } from '../dom0/netback/xenbus.ts';
 import type { NetbackAdvert, Netfront } from '../domU/netfront/netfront.ts';
 import { NETFRONT_XENBUS_OPTIONS, NetfrontDriver } from '../domU/netfront/xenbus.ts';
 import { ETH, FrameInfo, UDP_PAYLOAD_OFFSET, get32, parseFrameInto, put32, writeUdpFrame, type FlowAddr } from '../domU/workloads/frames.ts';
-import { asDomId } from '../shared/types.ts';
+import { NETTXF_more_data } from '../shared/abi/netif.ts';
+import { SRING } from '../shared/abi/ring.ts';
+import { FrontRing } from '../shared/ring/front-ring.ts';
+import { NETIF_RX_RING, NETIF_TX_RING, type NetifTxRequest, type NetifTxResponse } from '../shared/ring/codec.ts';
+import type { MemRegion } from '../shared/memory/region.ts';
+import { ok } from '../shared/result.ts';
+import { asDomId, asGref, type Gref, type Pfn, type Port } from '../shared/types.ts';
 import { createBackendBus, type XenbusBackend } from '../shared/xenbus/backend.ts';
 import type { XenbusBus } from '../shared/xenbus/device.ts';
 import { createFrontendBus, type XenbusFrontend } from '../shared/xenbus/frontend.ts';
@@ -100,6 +106,16 @@ export function stepTimers(host: StressHost): NetTimers {
 export class NetPeers {
   /** Well-behaved guests whose vif is up, by domid. */
   readonly live = new Map<number, NetStressFrontend>();
+  /** dom0's netback (an oracle for the hostile-cutoff check; deterministic mode only). */
+  backend: NetStressBackend | undefined;
+  /** dom0's books of hostile vifs netback had to cut off (the progress checker holds them). */
+  cutoff: WorkloadBooks | undefined;
+  /** [attachDom0 backend dom0Books] wires the oracle and the cut-off books. */
+  attachDom0(backend: NetStressBackend | undefined, dom0Workloads: WorkloadBooks[]): void {
+    this.backend = backend;
+    this.cutoff = newWorkloadBooks('vif-hostile-cutoff', 0, false);
+    dom0Workloads.push(this.cutoff);
+  }
   /** [gone domid] the guest was destroyed: nobody sends to it any more. */
   gone(domid: number): void { this.live.delete(domid); }
   /** sent.get(`${src}>${dst}`): frames accepted by src's netfront for dst. */
@@ -187,6 +203,13 @@ export class NetStressBackend {
     let n = 0;
     for (const v of this.netback?.vifs.values() ?? []) n += 2 * v.numQueues + v.counters.grantMaps - v.counters.grantUnmaps;
     return n;
+  }
+
+  /** netback's vif of a guest: connected, disabled (cut off), or absent; and how many restarts so far. */
+  vifState(domid: number): 'connected' | 'disabled' | 'absent' | 'other' {
+    const v = this.netback?.vifs.get(`vif${domid}.${VIF_DEVID}`);
+    if (v === undefined) return 'absent';
+    return v.disabled ? 'disabled' : v.connected ? 'connected' : 'other';
   }
 
   /** Packets netback or the bridge still hold (for the end of a run: none once every vif is gone). */
@@ -333,4 +356,109 @@ export class NetStressFrontend {
     this.peers.live.delete(this.domid);
     await this.bus.stop();
   }
+}
+
+export type NetHostileAct = 'req-prod-leap' | 'long-chain';
+
+/**
+ * A hostile guest's vif: the XenBus handshake done as netfront does it (so
+ * netback maps its rings and binds its port), then one malformed TX ring:
+ * a req_prod that leaps a whole ring ahead, or a packet chained over more
+ * than 20 slots. netback must cut the vif off (disable it, error node,
+ * Closing) while the other guests' traffic keeps flowing; the cut-off books
+ * on dom0 (NetPeers.cutoff) count each act and whether netback did.
+ */
+export class NetHostileFrontend {
+  private tx: FrontRing<NetifTxRequest, NetifTxResponse> | undefined;
+  private txRegion: MemRegion | undefined;
+  private port = -1 as Port;
+  private readonly grants: { pfn: Pfn; ref: Gref }[] = [];
+  private connected = false;
+  private readonly bus: XenbusBus<XenbusFrontend<Record<string, never>>>;
+
+  constructor(private readonly host: StressHost, xs: XsHandle, private readonly peers: NetPeers) {
+    const k = host.k;
+    const back = asDomId(0);
+    this.bus = createFrontendBus(xs, asDomId(k.domid), VIF_TYPE, () => ({
+      readBackend: () => ok({}),
+      setup: () => {
+        const page = (ro: boolean): { pfn: Pfn; ref: Gref } | undefined => {
+          const pfn = k.ram.tryAlloc();
+          if (pfn === undefined) return undefined;
+          k.mem.fill(k.gpa(pfn), k.pageSize, 0);
+          const ref = k.gnttab.grantForeignAccess(back, pfn, ro);
+          if (ref === undefined) { k.ram.release(pfn); return undefined; }
+          const g = { pfn, ref };
+          this.grants.push(g);
+          return g;
+        };
+        const t = page(false);
+        const r = page(false);
+        const d = page(true);
+        if (t === undefined || r === undefined || d === undefined) return ok({});
+        this.txRegion = k.mem.region([t.pfn]);
+        this.tx = FrontRing.init(this.txRegion, NETIF_TX_RING);
+        FrontRing.init(k.mem.region([r.pfn]), NETIF_RX_RING);
+        this.port = k.evtchn.allocUnbound(back);
+        return ok({
+          'tx-ring-ref': String(t.ref), 'rx-ring-ref': String(r.ref), 'event-channel': String(this.port),
+          'request-rx-copy': '1', 'feature-rx-notify': '1', 'feature-sg': '1',
+        });
+      },
+      connected: () => { this.connected = true; return ok(undefined); },
+      teardown: () => {
+        this.connected = false;
+        // netback has let go (it disconnected first): take the pages back where it really did.
+        for (let i = this.grants.length - 1; i >= 0; i--) {
+          const g = this.grants[i] as { pfn: Pfn; ref: Gref };
+          if (k.gnttab.endForeignAccess(g.ref)) { k.ram.release(g.pfn); this.grants.splice(i, 1); }
+        }
+        if (this.port >= 0) { try { k.evtchn.close(this.port); } catch { /* already gone with the backend's close */ } }
+        this.port = -1 as Port;
+      },
+    }), { log: (l) => host.note(l), device: NETFRONT_XENBUS_OPTIONS });
+  }
+
+  async start(): Promise<boolean> {
+    const r = await this.bus.start();
+    if (!r.ok) return false;
+    this.host.spawn('vif-hostile', (p) => this.loop(p));
+    return true;
+  }
+
+  private async loop(p: StressPlatform): Promise<void> {
+    const me = this.host.k.domid;
+    const be = this.peers.backend;
+    const books = this.peers.cutoff;
+    if (be === undefined || books === undefined) return;
+    const up = await p.until(() => p.stopping || (this.connected && be.vifState(me) === 'connected'), 'vif-hostile:connect', 4000);
+    if (!up || p.stopping) return;
+    await p.sleep(100 + p.rng.int(1500), 'vif-hostile:wait');
+    const tx = this.tx;
+    const region = this.txRegion;
+    const data = this.grants[2];
+    if (p.stopping || tx === undefined || region === undefined || data === undefined || be.vifState(me) !== 'connected') return;
+    const act: NetHostileAct = p.rng.chance(0.5) ? 'req-prod-leap' : 'long-chain';
+    const restarts = be.restarts;
+    await p.point(`vif-hostile:${act}`);
+    if (act === 'req-prod-leap') {
+      // XSA-39: a producer index a whole ring (and more) ahead of what netback consumed.
+      region.atomicStoreU32(SRING.req_prod, (tx.reqProdPvt + 100_000) >>> 0);
+    } else {
+      // 22 slots for one packet: more than netback's XEN_NETBK_LEGACY_SLOTS_MAX.
+      for (let i = 0; i < 22; i++) {
+        tx.putRequest({ gref: asGref(data.ref), offset: 0, flags: i < 21 ? NETTXF_more_data : 0, id: i, size: i === 0 ? 22 * 60 : 60 });
+      }
+      tx.pushRequests();
+    }
+    this.host.k.evtchn.notify(this.port);
+    books.ops++;
+    this.host.note(`d${me} hostile vif: ${act}`);
+    const cut = await p.until(() => be.vifState(me) !== 'connected' || be.restarts !== restarts, 'vif-hostile:cutoff', 3000);
+    if (be.restarts !== restarts) return;
+    if (cut) books.okOps++;
+    else books.stuck = `netback kept d${me}'s vif connected 3000 steps after a ${act}`;
+  }
+
+  async stop(): Promise<void> { await this.bus.stop(); }
 }

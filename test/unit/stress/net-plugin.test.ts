@@ -39,6 +39,20 @@ describe('stress with the real network drivers (net-plugin)', function () {
     console.log(`      ${got} of ${sent} frames delivered and verified; faults ${r.faults.filter((f) => f.fired > 0).map((f) => `${f.name}×${f.fired}`).join(', ')}`);
   });
 
+  it('cuts off hostile netfronts (req_prod leap, >20-slot chain) while the good guests keep exchanging frames', async () => {
+    let last: WorldView | undefined;
+    const cfg = configForSeed(7, 'deterministic', { steps: 8000, net: true, guests: 4, hostile: 2, faults: 'none' });
+    const r = await runDeterministic(cfg, { onCheck: (v) => { last = v; } });
+    expect(r.error, r.error).to.equal(undefined);
+    expect(r.violations, JSON.stringify(r.violations.slice(0, 2))).to.deep.equal([]);
+    const [cut] = netBooks(last, 'vif-hostile-cutoff');
+    expect(cut?.ops).to.be.at.least(1);
+    expect(cut?.okOps).to.equal(cut?.ops);
+    expect(cut?.stuck).to.equal(undefined);
+    expect(netBooks(last, 'vif-rx').reduce((a, w) => a + w.okOps, 0)).to.be.above(100);
+    expect(r.config.net?.lost).to.equal(0);
+  });
+
   it('replays a run with the network drivers identically', async () => {
     const cfg = configForSeed(6, 'deterministic', { steps: 3000, net: true, faults: 'none' });
     const a = await runDeterministic(cfg);
