@@ -364,7 +364,8 @@ export type NetHostileAct = 'req-prod-leap' | 'long-chain';
  * A hostile guest's vif: the XenBus handshake done as netfront does it (so
  * netback maps its rings and binds its port), then one malformed TX ring:
  * a req_prod that leaps a whole ring ahead, or a packet chained over more
- * than 20 slots. netback must cut the vif off (disable it, error node,
+ * than 20 slots (sometimes after trying to revoke its TX ring's grant while
+ * netback has it mapped, which must be refused). netback must cut the vif off (disable it, error node,
  * Closing) while the other guests' traffic keeps flowing; the cut-off books
  * on dom0 (NetPeers.cutoff) count each act and whether netback did.
  */
@@ -438,6 +439,17 @@ export class NetHostileFrontend {
     const region = this.txRegion;
     const data = this.grants[2];
     if (p.stopping || tx === undefined || region === undefined || data === undefined || be.vifState(me) !== 'connected') return;
+    const ring = this.grants[0];
+    if (ring !== undefined && p.rng.chance(0.4)) {
+      // Revoke the TX ring's grant while netback has it mapped: the entry is in use, so the revoke must fail.
+      await p.point('vif-hostile:revoke-ring');
+      const revoked = this.host.k.gnttab.endForeignAccessRef(ring.ref);
+      books.ops++;
+      this.host.note(`d${me} hostile vif: revoke TX ring grant ${ring.ref} in use: ${revoked ? 'revoked' : 'refused'}`);
+      if (revoked && be.vifState(me) === 'connected') books.verifyFailures.push(`d${me} revoked its TX ring grant ${ring.ref} while netback had it mapped`);
+      else books.okOps++;
+      if (revoked) return;
+    }
     const act: NetHostileAct = p.rng.chance(0.5) ? 'req-prod-leap' : 'long-chain';
     const restarts = be.restarts;
     await p.point(`vif-hostile:${act}`);
