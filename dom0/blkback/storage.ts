@@ -173,6 +173,47 @@ abstract class SynchronousStorage {
 }
 
 /**
+ * [RamStorage] is what the RAM disks share: flush is a no-op, discard drops
+ * pages, reads and writes are bounded by the disk and refused on read-only
+ * media, a segment dom0 may not touch is a counted MemoryFault (an error
+ * status, never a throw), and a closed storage or released medium fails
+ * every request. Subclasses say how bytes move (copy) and how pages go.
+ */
+abstract class RamStorage extends SynchronousStorage {
+  abstract readonly sectors: number;
+  abstract readonly readOnly: boolean;
+  /** Segments that faulted in dom0's MMU (a blkback bug, never a guest's doing). */
+  faults = 0;
+  protected closed = false;
+  protected abstract get released(): boolean;
+  /** Moves every segment of a read or write; false when a page cannot be allocated. */
+  protected abstract copy(io: BlkStorageIo): boolean;
+  protected abstract discardRange(start: number, len: number): void;
+
+  protected execute(io: BlkStorageIo): BlkStorageStatus {
+    if (this.closed || this.released) return 'error';
+    switch (io.op) {
+      case 'flush': return 'ok';
+      case 'discard':
+        if (this.readOnly || io.secure) return this.readOnly ? 'error' : 'eopnotsupp';
+        if (!(io.sector >= 0 && io.sector + io.nrSectors <= this.sectors)) return 'error';
+        this.discardRange(io.sector * SECTOR_SIZE, io.nrSectors * SECTOR_SIZE);
+        return 'ok';
+      case 'read':
+      case 'write':
+        if (io.op === 'write' && this.readOnly) return 'error';
+        if (!(io.sector >= 0 && io.sector + io.nrSectors <= this.sectors)) return 'error';
+        try {
+          return this.copy(io) ? 'ok' : 'error';
+        } catch (e) {
+          if (e instanceof MemoryFault) { this.faults++; return 'error'; }
+          throw e;
+        }
+    }
+  }
+}
+
+/**
  * [DiskStoreStorage mem disk] is the software-emulated disk: ios queue on
  * submit and run in kick(), synchronously on the DiskStore, each completing
  * as it finishes. Data moves medium → private staging buffer → dom0 page
@@ -341,7 +382,7 @@ export interface Dom0RamStorageOptions {
  * Every access goes through dom0's MMU: a page dom0 may not touch faults
  * and fails the request.
  */
-export class Dom0RamStorage extends SynchronousStorage implements BlkStorage {
+export class Dom0RamStorage extends RamStorage implements BlkStorage {
   readonly sectors: number;
   readonly readOnly: boolean;
   readonly sectorSize = SECTOR_SIZE;
@@ -353,8 +394,7 @@ export class Dom0RamStorage extends SynchronousStorage implements BlkStorage {
   private readonly onClose: (() => void) | undefined;
   /** medium.pages, kept here for the data path. */
   private readonly pages: Int32Array;
-  private closed = false;
-  faults = 0;
+  protected get released(): boolean { return this.medium.isReleased; }
 
   constructor(private readonly k: Dom0RamHost, opts: Dom0RamStorageOptions) {
     super();
@@ -384,30 +424,8 @@ export class Dom0RamStorage extends SynchronousStorage implements BlkStorage {
     this.onClose?.();
   }
 
-  protected execute(io: BlkStorageIo): BlkStorageStatus {
-    if (this.closed || this.medium.isReleased) return 'error';
-    switch (io.op) {
-      case 'flush': return 'ok';
-      case 'discard':
-        if (this.readOnly || io.secure) return this.readOnly ? 'error' : 'eopnotsupp';
-        if (!(io.sector >= 0 && io.sector + io.nrSectors <= this.sectors)) return 'error';
-        this.discardRange(io.sector * SECTOR_SIZE, io.nrSectors * SECTOR_SIZE);
-        return 'ok';
-      case 'read':
-      case 'write':
-        if (io.op === 'write' && this.readOnly) return 'error';
-        if (!(io.sector >= 0 && io.sector + io.nrSectors <= this.sectors)) return 'error';
-        try {
-          return this.copy(io) ? 'ok' : 'error';
-        } catch (e) {
-          if (e instanceof MemoryFault) { this.faults++; return 'error'; }
-          throw e;
-        }
-    }
-  }
-
   /** Moves every segment, disk page by disk page; false when a page cannot be allocated. */
-  private copy(io: BlkStorageIo): boolean {
+  protected copy(io: BlkStorageIo): boolean {
     const mem = this.k.mem;
     const machine = mem.machine;
     const write = io.op === 'write';
@@ -442,7 +460,7 @@ export class Dom0RamStorage extends SynchronousStorage implements BlkStorage {
     return true;
   }
 
-  private discardRange(start: number, len: number): void {
+  protected discardRange(start: number, len: number): void {
     const mem = this.k.mem;
     let pos = start;
     const end = start + len;
@@ -522,7 +540,7 @@ export interface PrivateRamStorageOptions {
  * request then cost dom0 ~35 % more CPU than with a contiguous medium side.
  * A page dom0 may not touch faults and fails the request.
  */
-export class PrivateRamStorage extends SynchronousStorage implements BlkStorage {
+export class PrivateRamStorage extends RamStorage implements BlkStorage {
   readonly sectors: number;
   readonly readOnly: boolean;
   readonly sectorSize = SECTOR_SIZE;
@@ -531,8 +549,7 @@ export class PrivateRamStorage extends SynchronousStorage implements BlkStorage 
   readonly maxInflight: number;
   private readonly chunks: (Uint8Array | null)[];
   private readonly onClose: (() => void) | undefined;
-  private closed = false;
-  faults = 0;
+  protected get released(): boolean { return this.medium.isReleased; }
 
   constructor(private readonly mem: DomainMemory, readonly medium: PrivateRamMedium, opts: PrivateRamStorageOptions = {}) {
     super();
@@ -551,31 +568,8 @@ export class PrivateRamStorage extends SynchronousStorage implements BlkStorage 
     this.onClose?.();
   }
 
-  protected execute(io: BlkStorageIo): BlkStorageStatus {
-    if (this.closed || this.medium.isReleased) return 'error';
-    switch (io.op) {
-      case 'flush': return 'ok';
-      case 'discard':
-        if (this.readOnly || io.secure) return this.readOnly ? 'error' : 'eopnotsupp';
-        if (!(io.sector >= 0 && io.sector + io.nrSectors <= this.sectors)) return 'error';
-        this.discardRange(io.sector * SECTOR_SIZE, io.nrSectors * SECTOR_SIZE);
-        return 'ok';
-      case 'read':
-      case 'write':
-        if (io.op === 'write' && this.readOnly) return 'error';
-        if (!(io.sector >= 0 && io.sector + io.nrSectors <= this.sectors)) return 'error';
-        try {
-          this.copy(io);
-          return 'ok';
-        } catch (e) {
-          if (e instanceof MemoryFault) { this.faults++; return 'error'; }
-          throw e;
-        }
-    }
-  }
-
-  /** Moves every segment between its page and the medium, chunk piece by chunk piece. */
-  private copy(io: BlkStorageIo): void {
+  /** Moves every segment between its page and the medium, chunk piece by chunk piece (chunks are plain memory: never short). */
+  protected copy(io: BlkStorageIo): boolean {
     const mem = this.mem;
     const machine = mem.machine;
     const write = io.op === 'write';
@@ -606,9 +600,10 @@ export class PrivateRamStorage extends SynchronousStorage implements BlkStorage 
         pos += n;
       }
     }
+    return true;
   }
 
-  private discardRange(start: number, len: number): void {
+  protected discardRange(start: number, len: number): void {
     let pos = start;
     const end = start + len;
     while (pos < end) {
