@@ -84,17 +84,37 @@ export function runTrace(ring: TraceRing, region: MemRegion, start: number, ops:
 }
 
 function runWith<Req, Rsp>(a: Adapter<Req, Rsp>, region: MemRegion, start: number, ops: readonly string[]): string[] {
+  const { front, back } = openTraceRings(region, a.types, start);
+  return interpretTrace(region, front, back, ops, {
+    putRequest: (k) => front.putRequest(a.request(k)),
+    takeRequest: () => a.reqId(unwrap(back.copyRequest(), 'copyRequest')),
+    putResponse: (id) => back.putResponse(a.response(id)),
+    takeResponse: () => a.rspId(unwrap(front.copyResponse(), 'copyResponse')),
+  });
+}
+
+/** [openTraceRings region types start] zeroes region and makes both ends over it, indices starting at start. */
+export function openTraceRings<Req, Rsp>(region: MemRegion, types: RingTypes<Req, Rsp>, start: number): { front: FrontRing<Req, Rsp>; back: BackRing<Req, Rsp> } {
   region.fill(0, region.byteLength, 0);
-  let front: FrontRing<Req, Rsp>;
-  let back: BackRing<Req, Rsp>;
-  if (start === 0) {
-    front = FrontRing.init(region, a.types);
-    back = BackRing.init(region, a.types);
-  } else {
-    sharedRingInit(region, start as RingIdx);
-    front = FrontRing.attach(region, a.types, start as RingIdx);
-    back = BackRing.attach(region, a.types, start as RingIdx);
-  }
+  if (start === 0) return { front: FrontRing.init(region, types), back: BackRing.init(region, types) };
+  sharedRingInit(region, start as RingIdx);
+  return { front: FrontRing.attach(region, types, start as RingIdx), back: BackRing.attach(region, types, start as RingIdx) };
+}
+
+/** How one ring path moves entries: the k-th request in, a request out (its id), a response for an id in, a response out (its id). */
+export interface TraceEntries {
+  putRequest(k: number): void;
+  takeRequest(): string;
+  putResponse(id: string): void;
+  takeResponse(): string;
+}
+
+/**
+ * [interpretTrace region front back ops e] runs the trace language on the
+ * two ends, moving entries through e, and returns the printed lines, ending
+ * with `dump <hex of the region>`.
+ */
+export function interpretTrace<Req, Rsp>(region: MemRegion, front: FrontRing<Req, Rsp>, back: BackRing<Req, Rsp>, ops: readonly string[], e: TraceEntries): string[] {
   const sh = front.shared;
   const answers: string[] = [];
   let next = 0;
@@ -106,7 +126,7 @@ function runWith<Req, Rsp>(a: Adapter<Req, Rsp>, region: MemRegion, start: numbe
       case 'fput': {
         let k = 0;
         while (k < n && front.freeRequests() > 0) {
-          front.putRequest(a.request(next++));
+          e.putRequest(next++);
           k++;
         }
         out.push(`fput k=${k} req_prod_pvt=${front.reqProdPvt}`);
@@ -120,7 +140,7 @@ function runWith<Req, Rsp>(a: Adapter<Req, Rsp>, region: MemRegion, start: numbe
       case 'bcons': {
         const ids: string[] = [];
         while (ids.length < n && unwrap(back.unconsumedRequests(), 'unconsumedRequests') > 0) {
-          const id = a.reqId(unwrap(back.copyRequest(), 'copyRequest'));
+          const id = e.takeRequest();
           answers.push(id);
           ids.push(id);
         }
@@ -135,7 +155,7 @@ function runWith<Req, Rsp>(a: Adapter<Req, Rsp>, region: MemRegion, start: numbe
       case 'bput': {
         let k = 0;
         while (k < n && idxSub(back.reqCons, back.rspProdPvt) > 0) {
-          back.putResponse(a.response(answers.shift() as string));
+          e.putResponse(answers.shift() as string);
           k++;
         }
         out.push(`bput k=${k} rsp_prod_pvt=${back.rspProdPvt}`);
@@ -148,9 +168,7 @@ function runWith<Req, Rsp>(a: Adapter<Req, Rsp>, region: MemRegion, start: numbe
       }
       case 'fcons': {
         const ids: string[] = [];
-        while (ids.length < n && unwrap(front.hasUnconsumedResponses(), 'hasUnconsumedResponses') > 0) {
-          ids.push(a.rspId(unwrap(front.copyResponse(), 'copyResponse')));
-        }
+        while (ids.length < n && unwrap(front.hasUnconsumedResponses(), 'hasUnconsumedResponses') > 0) ids.push(e.takeResponse());
         out.push(`fcons ids=${ids.join(',')} k=${ids.length} rsp_cons=${front.rspCons}`);
         break;
       }
