@@ -6,11 +6,10 @@
  */
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { run } from '../../cli/main.ts';
-import { validateResults } from '../../cli/report/schema.ts';
+import { readResults, xensimInProcess } from '../helpers/cli.ts';
 import type { XensimResults } from '../../cli/report/results.ts';
 
 const ROOT = join(import.meta.dirname, '../..');
@@ -28,18 +27,7 @@ function child(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<{ 
   });
 }
 
-async function inProcess(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await run(['node', 'xensim', ...args], { out: (s) => (out += s), err: (s) => (err += s) });
-  return { code, out, err };
-}
 
-function results(file: string): XensimResults {
-  const v = validateResults(JSON.parse(readFileSync(file, 'utf8')) as unknown, file);
-  if (!v.ok) throw new Error(v.error.message);
-  return v.value;
-}
 
 describe('xensim bench (real machines, tiny size)', function () {
   this.timeout(120_000);
@@ -59,7 +47,7 @@ describe('xensim bench (real machines, tiny size)', function () {
     expect(r.stdout).to.contain('network device counters per packet');
     // No progress bar without a terminal (and never under CI).
     expect(r.stderr).to.not.contain('\r');
-    const doc = results(json);
+    const doc = readResults(json);
     expect(doc.command).to.equal('bench');
     const cell = doc.cells[0]!;
     expect(cell.status).to.equal('ok');
@@ -106,12 +94,12 @@ describe('xensim bench (real machines, tiny size)', function () {
 
   it('sweeps grant strategies into dom0: map mode maps every request, copy mode copies, and --top shows xentop', async () => {
     const json = join(dir, 'grants.json');
-    const r = await inProcess('bench', '--grants', 'map,copy', '--domains', '1', '--iodepth', '4', '--duration', '0.2', '--size', '2M', '--json', json, '--top');
+    const r = await xensimInProcess('bench', '--grants', 'map,copy', '--domains', '1', '--iodepth', '4', '--duration', '0.2', '--size', '2M', '--json', json, '--top');
     expect(r.code, r.err).to.equal(0);
     // Without a terminal --top prints `xentop -b` iterations, before the results table.
     expect(r.out).to.match(/^\s+NAME\s+STATE\s+CPU\(sec\)/m);
     expect(r.out.indexOf('NAME')).to.be.lessThan(r.out.indexOf('xensim bench: scenario default'));
-    const doc = results(json);
+    const doc = readResults(json);
     expect(doc.scenario.sweep.map((a) => a.path)).to.deep.equal(['grants', 'domains', 'iodepth']);
     const be = (i: number) => doc.cells[i]!.counters.find((c) => c.device === 'xvda@blkback')!;
     expect(doc.cells.map((c) => c.point['grants'])).to.deep.equal(['map', 'copy']);
@@ -122,14 +110,14 @@ describe('xensim bench (real machines, tiny size)', function () {
   });
 
   it('runs the network suite alone: streams and no block work; one guest is refused', async () => {
-    const r = await inProcess('bench', '--suite', 'network', '--duration', '0.3', '--json', '-');
+    const r = await xensimInProcess('bench', '--suite', 'network', '--duration', '0.3', '--json', '-');
     expect(r.code, r.err).to.equal(0);
     const doc = JSON.parse(r.out) as XensimResults;
     const cell = doc.cells[0]!;
     expect(cell.status, cell.error ?? '').to.equal('ok');
     expect(cell.block).to.deep.equal([]);
     expect(cell.network.map((n) => `${n.from}->${n.to}`)).to.deep.equal(['domu1->domu2']);
-    const one = await inProcess('bench', '--suite', 'network', '--domains', '1');
+    const one = await xensimInProcess('bench', '--suite', 'network', '--domains', '1');
     expect(one.code).to.not.equal(0);
     expect(one.err).to.contain('the network suite streams between guests: it needs --domains 2 or more, got 1');
   });
@@ -146,7 +134,7 @@ describe('xensim bench (real machines, tiny size)', function () {
       [['--shard', '2/1'], 'K must be from 1 to N'],
     ];
     for (const [args, want] of cases) {
-      const r = await inProcess('bench', ...args);
+      const r = await xensimInProcess('bench', ...args);
       expect(r.code, args.join(' ')).to.equal(1);
       expect(r.err, args.join(' ')).to.contain(want);
       expect(r.out).to.equal('');

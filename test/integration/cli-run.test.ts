@@ -10,24 +10,13 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { run } from '../../cli/main.ts';
 import { validateResults } from '../../cli/report/schema.ts';
+import { readResults, xensimInProcess } from '../helpers/cli.ts';
 import type { XensimResults } from '../../cli/report/results.ts';
 
 const ROOT = join(import.meta.dirname, '../..');
 
-async function xensim(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await run(['node', 'xensim', ...args], { out: (s) => (out += s), err: (s) => (err += s) });
-  return { code, out, err };
-}
 
-function results(file: string): XensimResults {
-  const v = validateResults(JSON.parse(readFileSync(file, 'utf8')) as unknown, file);
-  if (!v.ok) throw new Error(v.error.message);
-  return v.value;
-}
 
 const TINY = `name: tiny
 seed: 11
@@ -57,14 +46,14 @@ describe('xensim run (real machines)', function () {
   it('runs the shards of a sweep over grant modes, and xensim merge puts them back together', async () => {
     const file = join(dir, 'sweep.yaml');
     writeFileSync(file, `${TINY}sweep:\n  machine.dom0.blkback.mode: [map, copy]\n`);
-    const a = await xensim('run', file, '--shard', '1/2', '--json', join(dir, 'a.json'), '--html', join(dir, 'a.html'), '--seed', '12');
+    const a = await xensimInProcess('run', file, '--shard', '1/2', '--json', join(dir, 'a.json'), '--html', join(dir, 'a.html'), '--seed', '12');
     expect(a.code, a.err).to.equal(0);
-    const b = await xensim('run', file, '--shard', '2/2', '--json', join(dir, 'b.json'), '--seed', '12');
+    const b = await xensimInProcess('run', file, '--shard', '2/2', '--json', join(dir, 'b.json'), '--seed', '12');
     expect(b.code, b.err).to.equal(0);
     expect(a.err).to.match(/^export XENSTORED_PATH=\/.*xenstored\.sock$/m);
     expect(a.out).to.contain('xensim run: scenario tiny, 1 of 2 cell(s), shard 1/2').and.match(/\n\s+0\s+map\s+ok\s/);
 
-    const docA = results(join(dir, 'a.json'));
+    const docA = readResults(join(dir, 'a.json'));
     expect(docA.scenario.seed).to.equal(12);
     expect(docA.shard).to.deep.equal({ k: 1, n: 2 });
     const cell = docA.cells[0]!;
@@ -85,13 +74,13 @@ describe('xensim run (real machines)', function () {
     expect(cell.series.map((s) => `${s.device}/${s.direction}`)).to.include.members(['xvda/read', 'xvda/write']);
     expect(readFileSync(join(dir, 'a.html'), 'utf8')).to.match(/^<!DOCTYPE html>/i).and.contain('<svg');
 
-    const docB = results(join(dir, 'b.json'));
+    const docB = readResults(join(dir, 'b.json'));
     const copyBe = docB.cells[0]!.counters.find((c) => c.device === 'xvda@blkback')!;
     expect(copyBe.totals['grant_copies']).to.be.at.least(copyBe.ios);
 
-    const m = await xensim('merge', join(dir, 'all.json'), join(dir, 'b.json'), join(dir, 'a.json'));
+    const m = await xensimInProcess('merge', join(dir, 'all.json'), join(dir, 'b.json'), join(dir, 'a.json'));
     expect(m.code, m.err).to.equal(0);
-    const all = results(join(dir, 'all.json'));
+    const all = readResults(join(dir, 'all.json'));
     expect(all.cells.map((c) => [c.index, c.point['machine.dom0.blkback.mode']])).to.deep.equal([[0, 'map'], [1, 'copy']]);
     expect(all.scenario.sweep).to.deep.equal([{ path: 'machine.dom0.blkback.mode', values: ['map', 'copy'] }]);
 
@@ -104,7 +93,7 @@ describe('xensim run (real machines)', function () {
     const file = join(dir, 'net.yaml');
     const yaml = TINY.replace('memory: 128M', 'memory: 256M').replace("disk = [ 'ram:4M,,xvda' ]", "disk = [ 'ram:4M,,xvda' ]\n      vif = [ '' ]\n  - xl: |\n      name = \"h\"\n      memory = 16\n      vif = [ 'ip=192.168.7.2' ]\n  - xl: |\n      name = \"u\"\n      memory = 16\n      vif = [ '' ]\n  - xl: |\n      name = \"v\"\n      memory = 16\n      vif = [ '' ]");
     writeFileSync(file, `${yaml}network:\n  - { from: g, to: h, bytes: 2M }\n  - { from: u, to: v, protocol: udp, time: 500ms, bitrate: 20M, size: 1000 }\n`);
-    const r = await xensim('run', file, '--json', '-');
+    const r = await xensimInProcess('run', file, '--json', '-');
     expect(r.code, r.err).to.equal(0);
     // JSON mode: stdout is the document and nothing else.
     const doc = JSON.parse(r.out) as XensimResults;
@@ -141,9 +130,9 @@ describe('xensim run (real machines)', function () {
   });
 
   it('runs examples/block.yaml unchanged', async () => {
-    const r = await xensim('run', join(ROOT, 'examples/block.yaml'), '--json', join(dir, 'block.json'));
+    const r = await xensimInProcess('run', join(ROOT, 'examples/block.yaml'), '--json', join(dir, 'block.json'));
     expect(r.code, r.err).to.equal(0);
-    const doc = results(join(dir, 'block.json'));
+    const doc = readResults(join(dir, 'block.json'));
     expect(doc.cells[0]?.block.map((b) => `${b.domain}/${b.vdev}`)).to.deep.equal(['reader/xvda', 'writer/xvda']);
     for (const b of doc.cells[0]!.block) for (const j of b.fio.jobs) expect(j.error, `${b.domain} ${j.jobname}`).to.equal(0);
   });
@@ -162,7 +151,7 @@ describe('xensim run: bad inputs (nothing boots)', () => {
   async function refused(yaml: string): Promise<string> {
     const file = join(dir, 's.yaml');
     writeFileSync(file, yaml);
-    const r = await xensim('run', file, '--json', join(dir, 'never.json'));
+    const r = await xensimInProcess('run', file, '--json', join(dir, 'never.json'));
     expect(r.code, r.out).to.equal(1);
     expect(r.out).to.equal('');
     expect(existsSync(join(dir, 'never.json'))).to.equal(false);
@@ -193,20 +182,20 @@ describe('xensim run: bad inputs (nothing boots)', () => {
   });
 
   it('says when the scenario file itself is missing, and refuses a bad --seed or --shard', async () => {
-    const r = await xensim('run', join(dir, 'missing.yaml'));
+    const r = await xensimInProcess('run', join(dir, 'missing.yaml'));
     expect(r.code).to.equal(1);
     expect(r.err).to.contain('missing.yaml: cannot read the scenario: No such file or directory');
-    const s = await xensim('run', join(dir, 's.yaml'), '--seed', '-1');
+    const s = await xensimInProcess('run', join(dir, 's.yaml'), '--seed', '-1');
     expect(s.code).to.equal(1);
     expect(s.err).to.contain("option '--seed <N>' argument '-1' is invalid");
-    const k = await xensim('run', join(dir, 's.yaml'), '--shard', '0/2');
+    const k = await xensimInProcess('run', join(dir, 's.yaml'), '--shard', '0/2');
     expect(k.code).to.equal(1);
     expect(k.err).to.contain('K must be from 1 to N');
   });
 
   it('refuses more shards than cells', async () => {
     writeFileSync(join(dir, 'one.yaml'), 'domains: []\n');
-    const r = await xensim('run', join(dir, 'one.yaml'), '--shard', '2/3');
+    const r = await xensimInProcess('run', join(dir, 'one.yaml'), '--shard', '2/3');
     expect(r.code).to.equal(1);
     expect(r.err).to.contain('the sweep has 1 cell(s), so 3 shards would leave 2 of them empty');
   });
